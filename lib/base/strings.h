@@ -1,0 +1,26 @@
+// Small string helpers shared by every area. Pure functions; thread-safe.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace mflow::base {
+
+std::vector<std::string> split(std::string_view text, char sep);
+std::string join(const std::vector<std::string>& parts, std::string_view sep);
+std::string_view trim(std::string_view text);
+bool starts_with(std::string_view text, std::string_view prefix);
+bool ends_with(std::string_view text, std::string_view suffix);
+
+/// Levenshtein distance, used for did-you-mean hints.
+size_t edit_distance(std::string_view a, std::string_view b);
+
+/// The candidate closest to `word` if it is close enough to be a plausible typo, else "".
+std::string closest_match(std::string_view word, const std::vector<std::string>& candidates);
+
+/// Quotes `text` for a POSIX shell when it contains anything but safe characters, so the
+/// commands mflow prints for users to copy (`mflow logs ...`) paste back correctly.
+std::string shell_quote(std::string_view text);
+
+}  // namespace mflow::base

@@ -1,0 +1,12 @@
+// PLACEHOLDER until the owning work lands; replaced wholesale by the real command.
+#include "cli/command.h"
+
+namespace mflow::cli {
+
+void add_map_command(CLI::App& root, const GlobalOptions&, Commands& out) {
+  auto* app = root.add_subcommand("map", "(not built yet)");
+  app->allow_extras();
+  out.push_back({app, [] { return base::ExitCode::kInternal; }});
+}
+
+}  // namespace mflow::cli

@@ -1,0 +1,23 @@
+#!/bin/sh
+# Installs every build and test dependency of mflow from Debian bookworm's archive.
+# Idempotent: re-running it only refreshes the package lists and installs nothing new.
+set -eu
+
+packages="
+  build-essential cmake ninja-build pkg-config git
+  libcli11-dev libyaml-cpp-dev libcpprest-dev nlohmann-json3-dev libfmt-dev libspdlog-dev
+  catch2 libtomlplusplus-dev libvalijson-dev libssl-dev libboost-dev
+  clang libclang-rt-14-dev
+  python3 openssl procps time parallel
+"
+
+if [ "$(id -u)" -ne 0 ]; then
+  SUDO=sudo
+else
+  SUDO=
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -q
+# shellcheck disable=SC2086 # word splitting of the package list is intended
+$SUDO apt-get install -y -q --no-install-recommends $packages
