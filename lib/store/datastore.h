@@ -1,0 +1,162 @@
+// Datastore: mflow's on-disk record of runs, tasks, logs and artifacts (local directory,
+// default ./.mflow). Layout and format are described in docs/datastore.md; every path
+// comes from store/layout.h. Every metadata write is atomic (temp + rename) so killing
+// mflow at any instant leaves a store that every reader accepts. Artifacts are content
+// addressed (SHA-256) and deduplicated. Several mflow processes may use one datastore at
+// once (run ids are allocated with an atomic mkdir; each run holds a lock while active).
+// A Datastore object is thread-compatible: const methods may be called concurrently.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/status.h"
+#include "base/unique_fd.h"
+
+namespace mflow::store {
+
+using Clock = std::chrono::system_clock;
+
+/// Version of the on-disk format, written to <root>/FORMAT and into every JSON record.
+inline constexpr int kFormatVersion = 1;
+
+enum class RunStatus { kRunning, kSucceeded, kFailed, kInterrupted, kCrashed };
+enum class TaskStatus { kRunning, kSucceeded, kFailed, kReused };
+
+const char* to_string(RunStatus s);
+const char* to_string(TaskStatus s);
+
+/// One artifact value: its content address and size.
+struct ArtifactRef {
+  std::string sha256;
+  int64_t size = 0;
+  bool operator==(const ArtifactRef&) const = default;
+};
+/// Artifact name -> value.
+using ArtifactMap = std::map<std::string, ArtifactRef>;
+
+struct RunInfo {
+  std::string run_id;  // decimal, unique in the datastore across all flows
+  std::string flow;
+  std::string flow_file;  // absolute path of the flow file the run was started from
+  RunStatus status = RunStatus::kRunning;
+  Clock::time_point started;
+  std::optional<Clock::time_point> finished;
+  std::map<std::string, std::string> params;  // resolved parameter values
+  std::string origin_run_id;                  // for resume: the run it reused tasks from
+  std::string command;                        // the command line that started it
+  int exit_code = -1;
+};
+
+struct AttemptRecord {
+  int attempt = 0;
+  std::string outcome;  // exec::to_string(Outcome) text, or "running"
+  int exit_code = -1;
+  int signal = 0;
+  std::string reason;
+  Clock::time_point started;
+  std::optional<Clock::time_point> finished;
+  std::string host;
+  int64_t pid = 0;
+  std::string executor;  // "local" or "kubernetes"
+};
+
+struct TaskRecord {
+  std::string run_id;
+  std::string step;
+  std::string task_id;                // e.g. "0", "3", "3.1" (foreach index path)
+  std::vector<int64_t> index_path;    // foreach indices, outermost first
+  TaskStatus status = TaskStatus::kRunning;
+  std::vector<AttemptRecord> attempts;
+  std::string spec_hash;   // spec::step_spec_hash of the resolved step
+  std::string input_hash;  // hash of everything the task read (inputs + params)
+  std::map<std::string, std::string> resources;  // resolved prescription, for display
+  ArtifactMap outputs;     // what this task wrote
+  ArtifactMap view;        // what its children see (inputs merged with outputs)
+  std::optional<int64_t> num_splits;  // for a foreach step: the width it produced
+  /// For a reused task: where it came from ("<run>/<step>/<task>"); its logs stay readable.
+  std::string reused_from;
+};
+
+/// Locks a run for the lifetime of the object (flock on the run's lock file). Released on
+/// destruction or process death, so a dead run is recognisable: its lock is free.
+class RunLock {
+ public:
+  RunLock() = default;
+  explicit RunLock(base::UniqueFd fd) : fd_(std::move(fd)) {}
+  bool held() const { return fd_.valid(); }
+
+ private:
+  base::UniqueFd fd_;
+};
+
+class Datastore {
+ public:
+  /// Opens (and with `create`, initialises) the datastore at `root`. Refuses a FORMAT newer
+  /// than kFormatVersion with a message naming both versions.
+  static base::Result<Datastore> open(const std::string& root, bool create);
+
+  const std::string& root() const { return root_; }
+
+  // --- runs -------------------------------------------------------------------------
+  /// Allocates the next run id, creates its directory, writes run.json and takes its lock.
+  base::Result<RunInfo> create_run(RunInfo info, RunLock* lock);
+  /// Atomically replaces run.json.
+  base::Status write_run(const RunInfo& info);
+  /// Reads run.json; a run marked running whose lock is free is reported as kCrashed.
+  base::Result<RunInfo> read_run(const std::string& run_id) const;
+  /// All runs (optionally of one flow), oldest first. Unreadable runs are skipped.
+  base::Result<std::vector<RunInfo>> list_runs(const std::string& flow = "") const;
+  /// The newest run of `flow`; not_found when it has none.
+  base::Result<RunInfo> latest_run(const std::string& flow) const;
+
+  // --- tasks ------------------------------------------------------------------------
+  /// The task's directory (created on demand), where its logs live.
+  base::Result<std::string> task_dir(const std::string& run_id, const std::string& step,
+                                     const std::string& task_id);
+  std::string log_path(const std::string& run_id, const std::string& step,
+                       const std::string& task_id, int attempt, bool stderr_stream) const;
+  /// Atomically replaces the task's task.json.
+  base::Status write_task(const TaskRecord& task);
+  base::Result<TaskRecord> read_task(const std::string& run_id, const std::string& step,
+                                     const std::string& task_id) const;
+  /// Every task of a run (optionally of one step), ordered by step then index path.
+  base::Result<std::vector<TaskRecord>> list_tasks(const std::string& run_id,
+                                                   const std::string& step = "") const;
+  /// Makes a reused task's logs readable under the new run (hard links, copy as fallback).
+  base::Status link_logs(const TaskRecord& from, const std::string& to_run_id);
+
+  // --- artifacts --------------------------------------------------------------------
+  /// Scratch directories for one attempt: `in` (materialised inputs) and `out` (what the
+  /// task writes). Both are emptied and recreated.
+  base::Result<std::pair<std::string, std::string>> make_work_dirs(const std::string& run_id,
+                                                                    const std::string& key,
+                                                                    int attempt);
+  /// Removes an attempt's scratch directories.
+  void remove_work_dirs(const std::string& run_id, const std::string& key, int attempt);
+  /// Moves every regular file of `dir` into the object store (deduplicated) and returns
+  /// name -> ref. Artifact names must be valid (see valid_artifact_name); subdirectories
+  /// and invalid names are an error naming the file.
+  base::Result<ArtifactMap> ingest_dir(const std::string& dir);
+  /// Stores bytes as an object.
+  base::Result<ArtifactRef> put_bytes(std::string_view bytes);
+  /// Path of an object (read-only file).
+  std::string object_path(const std::string& sha256) const;
+  base::Result<std::string> read_object(const ArtifactRef& ref) const;
+  /// Creates `dir/<name>` for every artifact (hard link into the object store; copy when the
+  /// file system refuses links).
+  base::Status materialize(const ArtifactMap& artifacts, const std::string& dir) const;
+
+ private:
+  explicit Datastore(std::string root) : root_(std::move(root)) {}
+  std::string root_;
+};
+
+/// Artifact names: [A-Za-z_][A-Za-z0-9_.-]*, at most 128 characters.
+bool valid_artifact_name(const std::string& name);
+
+}  // namespace mflow::store
