@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -79,7 +80,7 @@ class ApiClient {
                                 const std::function<bool(const WatchEvent&)>& on_event,
                                 const std::atomic<bool>& stop) = 0;
   /// Reads a pod's log. With `follow`, streams chunks to `on_chunk` until the container
-  /// ends; `since_bytes` skips what was already read (re-follow after a dropped stream).
+  /// ends (then returns ok). Without `follow`, delivers the whole current log once.
   virtual ApiResult<bool> read_pod_log(const std::string& ns, const std::string& pod,
                                        bool follow,
                                        const std::function<void(std::string_view)>& on_chunk,
