@@ -1,0 +1,117 @@
+#include "runtime/console_reporter.h"
+
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <ctime>
+
+#include <fmt/core.h>
+
+#include "base/strings.h"
+
+namespace mflow::runtime {
+
+std::string timestamp_now() {
+  struct timeval tv;
+  gettimeofday(&tv, nullptr);
+  struct tm tm;
+  localtime_r(&tv.tv_sec, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", &tm);
+  return fmt::format("{}.{:03d}", buf, static_cast<int>(tv.tv_usec / 1000));
+}
+
+ConsoleReporter::ConsoleReporter(std::FILE* out, std::FILE* err, bool quiet)
+    : out_(out), err_(err), quiet_(quiet) {
+  color_ = isatty(fileno(err)) && std::getenv("NO_COLOR") == nullptr;
+}
+
+std::string ConsoleReporter::prefix(const exec::TaskLaunch& task, int64_t pid) const {
+  std::string who = fmt::format("{}/{}/{}", task.run_id, task.step, task.task_id);
+  std::string extra;
+  if (pid > 0) extra = fmt::format("pid {}", pid);
+  if (task.attempt > 0) extra += fmt::format("{}attempt {}", extra.empty() ? "" : ", ", task.attempt);
+  if (!extra.empty()) who += " (" + extra + ")";
+  return fmt::format("{} [{}]", timestamp_now(), who);
+}
+
+void ConsoleReporter::on_output(const exec::TaskLaunch& task, int64_t pid, exec::Stream stream,
+                                std::string_view line) {
+  std::string p = prefix(task, pid);
+  std::lock_guard<std::mutex> lock(mu_);
+  // stderr lines of a task are marked so they stay distinguishable once interleaved.
+  fmt::print(out_, "{}{} {}\n", p, stream == exec::Stream::kStderr ? " stderr:" : "", line);
+  std::fflush(out_);
+}
+
+void ConsoleReporter::run_started(const std::string& run_id, const std::string& flow,
+                                  const std::string& datastore) {
+  std::lock_guard<std::mutex> lock(mu_);
+  fmt::print(err_, "{} {}mflow{}: flow {} run {} started (datastore {})\n", timestamp_now(),
+             color("\033[1m"), color("\033[0m"), flow, run_id, datastore);
+}
+
+void ConsoleReporter::task_started(const exec::TaskLaunch& task, const char* where) {
+  if (quiet_) return;
+  std::string p = prefix(task, 0);
+  std::lock_guard<std::mutex> lock(mu_);
+  fmt::print(err_, "{} task starting ({})\n", p, where);
+}
+
+void ConsoleReporter::task_finished(const exec::TaskLaunch& task, const exec::Completion& c,
+                                    int retry_in_seconds) {
+  std::string p = prefix(task, c.pid);
+  auto secs = std::chrono::duration<double>(c.finished - c.started).count();
+  std::lock_guard<std::mutex> lock(mu_);
+  if (c.outcome == exec::Outcome::kSucceeded) {
+    if (!quiet_) fmt::print(err_, "{} task succeeded in {:.2f}s\n", p, secs);
+    return;
+  }
+  std::string what = c.reason.empty() ? exec::to_string(c.outcome) : c.reason;
+  if (retry_in_seconds >= 0) {
+    fmt::print(err_, "{} {}task failed{}: {}; retrying in {}s\n", p, color("\033[33m"),
+               color("\033[0m"), what, retry_in_seconds);
+  } else {
+    fmt::print(err_, "{} {}task failed{}: {}\n", p, color("\033[31m"), color("\033[0m"), what);
+  }
+}
+
+void ConsoleReporter::task_reused(const std::string& run_id, const std::string& step,
+                                  const std::string& task_id, const std::string& from) {
+  if (quiet_) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  fmt::print(err_, "{} [{}/{}/{}] reused from {} (not executed again)\n", timestamp_now(), run_id,
+             step, task_id, from);
+}
+
+void ConsoleReporter::note(const std::string& text) {
+  std::lock_guard<std::mutex> lock(mu_);
+  fmt::print(err_, "{} mflow: {}\n", timestamp_now(), text);
+}
+
+void ConsoleReporter::run_finished(const RunSummary& s) {
+  std::lock_guard<std::mutex> lock(mu_);
+  double secs = static_cast<double>(s.elapsed.count()) / 1000.0;
+  std::string counts = fmt::format("{} succeeded, {} reused, {} failed", s.tasks_succeeded,
+                                   s.tasks_reused, s.tasks_failed);
+  if (s.succeeded) {
+    fmt::print(err_, "{} {}mflow: run {} of {} succeeded{} in {:.2f}s ({})\n", timestamp_now(),
+               color("\033[32m"), s.run_id, s.flow, color("\033[0m"), secs, counts);
+    std::fflush(err_);
+    return;
+  }
+  fmt::print(err_, "{} {}mflow: run {} of {} {}{} after {:.2f}s ({})\n", timestamp_now(),
+             color("\033[31m"), s.run_id, s.flow, s.interrupted ? "was interrupted" : "failed",
+             color("\033[0m"), secs, counts);
+  for (const auto& f : s.failures) {
+    fmt::print(err_, "  failed: {}/{} (attempt {} of {}): {}\n", f.step, f.task_id,
+               f.attempt + 1, f.attempts, f.reason.empty() ? exec::to_string(f.outcome) : f.reason);
+    fmt::print(err_, "    see its output:  mflow logs {}/{}/{}\n", s.run_id, f.step, f.task_id);
+  }
+  fmt::print(err_, "  to continue:       mflow resume {} --origin-run-id {}\n",
+             base::shell_quote(s.flow_file), s.run_id);
+  std::fflush(err_);
+}
+
+}  // namespace mflow::runtime

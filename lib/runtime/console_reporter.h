@@ -1,0 +1,45 @@
+// ConsoleReporter: the terminal face of a run. Task output goes to stdout, one line per
+// line, prefixed `YYYY-MM-DD HH:MM:SS.mmm [run/step/task (pid N)]` like Metaflow; mflow's own
+// progress and the final summary go to stderr. Colour only on a TTY without NO_COLOR; no
+// cursor tricks ever, so CI logs stay clean. Thread-safe (one mutex around every write).
+#pragma once
+
+#include <cstdio>
+#include <mutex>
+
+#include "runtime/reporter.h"
+
+namespace mflow::runtime {
+
+class ConsoleReporter : public Reporter {
+ public:
+  /// `quiet` drops per-task progress lines (task output and the summary still print).
+  ConsoleReporter(std::FILE* out, std::FILE* err, bool quiet);
+
+  void on_output(const exec::TaskLaunch& task, int64_t pid, exec::Stream stream,
+                 std::string_view line) override;
+  void run_started(const std::string& run_id, const std::string& flow,
+                   const std::string& datastore) override;
+  void task_started(const exec::TaskLaunch& task, const char* where) override;
+  void task_finished(const exec::TaskLaunch& task, const exec::Completion& c,
+                     int retry_in_seconds) override;
+  void task_reused(const std::string& run_id, const std::string& step,
+                   const std::string& task_id, const std::string& from) override;
+  void note(const std::string& text) override;
+  void run_finished(const RunSummary& summary) override;
+
+ private:
+  std::string prefix(const exec::TaskLaunch& task, int64_t pid) const;
+  const char* color(const char* code) const { return color_ ? code : ""; }
+
+  std::mutex mu_;
+  std::FILE* out_;  // guarded by mu_
+  std::FILE* err_;  // guarded by mu_
+  bool quiet_;
+  bool color_;
+};
+
+/// "2026-11-24 02:43:39.689" in local time.
+std::string timestamp_now();
+
+}  // namespace mflow::runtime

@@ -1,0 +1,71 @@
+#include "runtime/machine.h"
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <string>
+
+#include <fmt/core.h>
+
+namespace mflow::runtime {
+
+Machine detect_machine() {
+  Machine m;
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  m.cpus = n > 0 ? static_cast<double>(n) : 1;
+  std::ifstream meminfo("/proc/meminfo");
+  std::string key;
+  int64_t kb = 0;
+  std::string unit;
+  while (meminfo >> key >> kb >> unit) {
+    if (key == "MemTotal:") {
+      m.memory_mb = kb / 1024;
+      break;
+    }
+  }
+  if (const char* gpus = std::getenv("MFLOW_LOCAL_GPUS")) {
+    m.gpus = std::atoll(gpus);
+  } else {
+    std::error_code ec;
+    static const std::regex kNvidia("nvidia[0-9]+");
+    for (const auto& entry : std::filesystem::directory_iterator("/dev", ec)) {
+      if (std::regex_match(entry.path().filename().string(), kNvidia)) ++m.gpus;
+    }
+  }
+  return m;
+}
+
+std::vector<std::string> preflight(const graph::Graph& graph, const Machine& machine,
+                                   const std::vector<bool>& on_kubernetes) {
+  std::vector<std::string> problems;
+  for (const auto& node : graph.nodes()) {
+    if (on_kubernetes.at(node.index)) continue;
+    const auto& r = node.step->resources;
+    const std::string& file = graph.flow().file;
+    auto where = fmt::format("{}:{}:{}: step '{}'", file, node.step->pos.line,
+                             node.step->pos.column, node.name());
+    const char* advice =
+        "run it on Kubernetes with `--with kubernetes` (or give the step a `kubernetes` "
+        "block), or lower its resources";
+    if (r.memory_mb && *r.memory_mb > machine.memory_mb) {
+      problems.push_back(fmt::format(
+          "{} asks for {} MB of memory but this machine has {} MB (--local-memory); {}", where,
+          *r.memory_mb, machine.memory_mb, advice));
+    }
+    if (r.cpu && *r.cpu > machine.cpus) {
+      problems.push_back(fmt::format("{} asks for {} cpus but this machine has {} (--local-cpus); {}",
+                                     where, *r.cpu, machine.cpus, advice));
+    }
+    if (r.gpu && *r.gpu > machine.gpus) {
+      problems.push_back(fmt::format(
+          "{} asks for {} GPUs but this machine has {} (MFLOW_LOCAL_GPUS / --local-gpus); {}",
+          where, *r.gpu, machine.gpus, advice));
+    }
+  }
+  return problems;
+}
+
+}  // namespace mflow::runtime
