@@ -54,12 +54,6 @@ std::optional<TaskIndex> Plan::find_work() {
   return i;
 }
 
-void Plan::retry(TaskIndex i) {
-  MFLOW_CHECK(tasks_[i].state == TaskState::kRunning, "retry of a task that is not running");
-  --running_;
-  make_ready(i);
-}
-
 void Plan::abandon(TaskIndex i) {
   MFLOW_CHECK(tasks_[i].state == TaskState::kRunning, "abandon of a task that is not running");
   tasks_[i].state = TaskState::kAbandoned;
@@ -72,7 +66,19 @@ void Plan::task_failed(TaskIndex i) {
   --running_;
   ++failed_;
   // Fail fast: nothing new starts once a task failed; running tasks finish on their own.
-  while (!ready_.empty()) ready_.pop();
+  drop_ready();
+}
+
+void Plan::stop() {
+  stopped_ = true;
+  drop_ready();
+}
+
+void Plan::drop_ready() {
+  while (!ready_.empty()) {
+    tasks_[ready_.top().task].state = TaskState::kAbandoned;
+    ready_.pop();
+  }
 }
 
 std::optional<int64_t> Plan::num_splits(TaskIndex foreach_task) const {
@@ -85,7 +91,7 @@ void Plan::task_succeeded(TaskIndex i, int64_t num_splits) {
   MFLOW_CHECK(tasks_[i].state == TaskState::kRunning, "success of a task that is not running");
   tasks_[i].state = TaskState::kSucceeded;
   --running_;
-  if (failed_ > 0) return;  // the run is winding down; do not start what follows
+  if (stopped()) return;  // the run is winding down; do not start what follows
 
   const auto& node = graph_.node(tasks_[i].step);
   switch (node.fan_out) {

@@ -61,11 +61,12 @@ class Plan {
   void task_succeeded(TaskIndex i, int64_t num_splits = 0);
   void task_failed(TaskIndex i);
 
+  /// Stops the plan (an interrupt): ready tasks are abandoned and no new ones are created;
+  /// tasks already running still report their results.
+  void stop();
+
   /// Gives up a task handed out by find_work() that never started (the run is stopping).
   void abandon(TaskIndex i);
-
-  /// Puts a running task back to ready (a retry, or an eviction that does not count).
-  void retry(TaskIndex i);
 
   /// Number of splits a foreach task produced (known once it succeeded).
   std::optional<int64_t> num_splits(TaskIndex foreach_task) const;
@@ -75,6 +76,7 @@ class Plan {
   bool more_to_do() const { return running_ + ready_.size() > 0; }
   size_t running() const { return running_; }
   bool any_failed() const { return failed_ > 0; }
+  bool stopped() const { return stopped_ || failed_ > 0; }
   /// True when the whole graph completed (the `end` task succeeded).
   bool completed() const { return end_done_; }
 
@@ -83,6 +85,7 @@ class Plan {
                      std::optional<TaskIndex> split_task, std::optional<TaskIndex> foreach_task,
                      int64_t split_index);
   void make_ready(TaskIndex i);
+  void drop_ready();
   void offer_to_child(TaskIndex parent, size_t child_step);
 
   struct ReadyEntry {
@@ -109,6 +112,7 @@ class Plan {
   uint64_t seq_ = 0;
   size_t running_ = 0;
   size_t failed_ = 0;
+  bool stopped_ = false;
   bool end_done_ = false;
   /// (step, path) -> task, for the split tasks joins look up.
   std::map<std::pair<size_t, IndexPath>, TaskIndex> by_key_;

@@ -144,6 +144,7 @@ void Scheduler::abandon_waiting() {
 
 void Scheduler::stop_everything() {
   stopping_ = true;
+  plan_.stop();
   abandon_waiting();
   local_.cancel_all();
   if (kubernetes_) kubernetes_->cancel_all();
