@@ -1,0 +1,71 @@
+#include "spec/loader.h"
+
+#include <fmt/core.h>
+
+#include "base/file_util.h"
+#include "base/strings.h"
+#include "spec/document.h"
+#include "spec/embedded_schema.h"
+#include "spec/flow_builder.h"
+#include "spec/schema.h"
+
+namespace mflow::spec {
+namespace {
+
+// Guesses the format of a file without a known extension from its first meaningful line:
+// TOML starts with `[table]` or `key = value`, anything else is treated as YAML.
+FileFormat sniff_format(std::string_view text) {
+  for (const auto& raw : base::split(text, '\n')) {
+    std::string_view line = base::trim(raw);
+    if (line.empty() || line[0] == '#') continue;
+    if (line == "---" || line[0] == '-') return FileFormat::kYaml;
+    if (line[0] == '[' && line.back() == ']' && line.find(':') == std::string_view::npos) {
+      return FileFormat::kToml;
+    }
+    size_t eq = line.find('=');
+    size_t colon = line.find(':');
+    if (eq != std::string_view::npos && (colon == std::string_view::npos || eq < colon)) {
+      return FileFormat::kToml;
+    }
+    return FileFormat::kYaml;
+  }
+  return FileFormat::kYaml;
+}
+
+}  // namespace
+
+std::optional<Flow> load_flow_text(std::string_view text, FileFormat format,
+                                   const std::string& file_label, Diagnostics* diags) {
+  // Parse -> validate the shape -> build the model. The builder runs even when the schema
+  // found problems so that one pass reports everything; it skips what the schema rejected.
+  std::optional<Document> doc = format == FileFormat::kToml
+                                    ? parse_toml_document(text, file_label, diags)
+                                    : parse_yaml_document(text, file_label, diags);
+  if (!doc) return std::nullopt;
+  bool valid = validate_flow_schema(*doc, file_label, diags);
+  std::optional<Flow> flow = build_flow(*doc, file_label, diags);
+  if (!valid) return std::nullopt;
+  return flow;
+}
+
+std::optional<Flow> load_flow_file(const std::string& path, Diagnostics* diags) {
+  base::Result<std::string> text = base::read_file(path);
+  if (!text.ok()) {
+    diags->error(path, {}, fmt::format("cannot read flow file: {}", text.status().message()),
+                 "check the path; flow files end in .yaml, .yml or .toml");
+    return std::nullopt;
+  }
+  FileFormat format;
+  if (base::ends_with(path, ".toml")) {
+    format = FileFormat::kToml;
+  } else if (base::ends_with(path, ".yaml") || base::ends_with(path, ".yml")) {
+    format = FileFormat::kYaml;
+  } else {
+    format = sniff_format(*text);
+  }
+  return load_flow_text(*text, format, path, diags);
+}
+
+std::string_view flow_schema_text() { return kEmbeddedFlowSchema; }
+
+}  // namespace mflow::spec

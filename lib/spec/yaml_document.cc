@@ -1,0 +1,233 @@
+// The YAML front end: yaml-cpp nodes -> Document. This is the only file that includes
+// yaml-cpp; its exceptions stop here and become diagnostics with the parser's line/column.
+#include <charconv>
+#include <cmath>
+#include <limits>
+#include <set>
+
+#include <fmt/core.h>
+#include <yaml-cpp/yaml.h>
+
+#include "spec/document.h"
+
+namespace mflow::spec {
+namespace {
+
+SourcePos to_pos(const YAML::Mark& mark) {
+  if (mark.line < 0 || mark.column < 0) return {};
+  return {mark.line + 1, mark.column + 1};
+}
+
+bool is_null_word(const std::string& s) {
+  return s.empty() || s == "~" || s == "null" || s == "Null" || s == "NULL";
+}
+
+bool all_digits(std::string_view s, int base) {
+  if (s.empty()) return false;
+  for (char c : s) {
+    bool ok = base == 16 ? std::isxdigit(static_cast<unsigned char>(c)) != 0
+              : base == 8 ? (c >= '0' && c <= '7')
+                          : (c >= '0' && c <= '9');
+    if (!ok) return false;
+  }
+  return true;
+}
+
+// A plain scalar typed by the YAML 1.2 core schema. Integers that overflow int64 become
+// floating point, as JSON readers do.
+nlohmann::json plain_scalar(const std::string& s) {
+  if (is_null_word(s)) return nullptr;
+  if (s == "true" || s == "True" || s == "TRUE") return true;
+  if (s == "false" || s == "False" || s == "FALSE") return false;
+  std::string_view body = s;
+  bool negative = false;
+  if (!body.empty() && (body[0] == '-' || body[0] == '+')) {
+    negative = body[0] == '-';
+    body.remove_prefix(1);
+  }
+  int base = 10;
+  std::string_view digits = body;
+  if (s[0] != '-' && s[0] != '+' && body.size() > 2 && body[0] == '0' &&
+      (body[1] == 'x' || body[1] == 'o')) {
+    base = body[1] == 'x' ? 16 : 8;
+    digits = body.substr(2);
+  }
+  if (all_digits(digits, base)) {
+    uint64_t magnitude = 0;
+    auto [ptr, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), magnitude, base);
+    if (ec == std::errc() && ptr == digits.data() + digits.size()) {
+      if (!negative && magnitude <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+        return static_cast<int64_t>(magnitude);
+      }
+      if (negative && magnitude <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) + 1) {
+        return static_cast<int64_t>(0 - magnitude);
+      }
+    }
+    if (base == 10) return std::strtod(s.c_str(), nullptr);
+    return s;
+  }
+  if (body == ".inf" || body == ".Inf" || body == ".INF") {
+    return negative ? -std::numeric_limits<double>::infinity()
+                    : std::numeric_limits<double>::infinity();
+  }
+  if (s == ".nan" || s == ".NaN" || s == ".NAN") return std::numeric_limits<double>::quiet_NaN();
+  // [-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?
+  size_t i = 0;
+  size_t int_digits = 0, frac_digits = 0;
+  while (i < body.size() && std::isdigit(static_cast<unsigned char>(body[i]))) ++i, ++int_digits;
+  bool dot = i < body.size() && body[i] == '.';
+  if (dot) {
+    ++i;
+    while (i < body.size() && std::isdigit(static_cast<unsigned char>(body[i]))) ++i, ++frac_digits;
+  }
+  if (int_digits + frac_digits == 0) return s;
+  if (i < body.size() && (body[i] == 'e' || body[i] == 'E')) {
+    ++i;
+    if (i < body.size() && (body[i] == '+' || body[i] == '-')) ++i;
+    size_t exp_digits = 0;
+    while (i < body.size() && std::isdigit(static_cast<unsigned char>(body[i]))) ++i, ++exp_digits;
+    if (exp_digits == 0) return s;
+  } else if (!dot) {
+    return s;
+  }
+  if (i != body.size()) return s;
+  return std::strtod(s.c_str(), nullptr);
+}
+
+class YamlConverter {
+ public:
+  YamlConverter(const std::string& file, Diagnostics* diags, Document* doc)
+      : file_(file), diags_(diags), doc_(doc) {}
+
+  nlohmann::json convert(const YAML::Node& node, const std::string& pointer, SourcePos key_pos,
+                         int depth) {
+    if (++nodes_ > kMaxDocumentNodes) {
+      if (!too_large_reported_) {
+        too_large_reported_ = true;
+        error(key_pos, fmt::format("the document expands to more than {} values",
+                                   kMaxDocumentNodes),
+              "a flow file this large is almost certainly an alias loop or a mistake");
+      }
+      return nullptr;
+    }
+    SourcePos value_pos = to_pos(node.Mark());
+    // yaml-cpp marks an empty value at the start of the next token; the key is the better place.
+    if (node.IsNull() || value_pos.line == 0) value_pos = key_pos;
+    doc_->positions[pointer] = {key_pos, value_pos};
+    if (depth > kMaxDocumentDepth) {
+      error(value_pos, fmt::format("nesting deeper than {} levels", kMaxDocumentDepth));
+      return nullptr;
+    }
+    switch (node.Type()) {
+      case YAML::NodeType::Undefined:
+      case YAML::NodeType::Null:
+        return nullptr;
+      case YAML::NodeType::Scalar:
+        return scalar(node, value_pos);
+      case YAML::NodeType::Sequence: {
+        nlohmann::json out = nlohmann::json::array();
+        size_t index = 0;
+        for (const auto& item : node) {
+          std::string child = pointer_append(pointer, std::to_string(index++));
+          SourcePos item_pos = to_pos(item.Mark());
+          if (item_pos.line == 0 || item.IsNull()) item_pos = value_pos;
+          out.push_back(convert(item, child, item_pos, depth + 1));
+        }
+        return out;
+      }
+      case YAML::NodeType::Map: {
+        nlohmann::json out = nlohmann::json::object();
+        std::map<std::string, SourcePos> seen;
+        for (const auto& entry : node) {
+          const YAML::Node& key = entry.first;
+          SourcePos kpos = to_pos(key.Mark());
+          if (kpos.line == 0) kpos = value_pos;
+          if (!key.IsScalar()) {
+            error(kpos, "a mapping key must be a plain string, not a list or mapping");
+            continue;
+          }
+          const std::string& name = key.Scalar();
+          auto [first, inserted] = seen.emplace(name, kpos);
+          if (!inserted) {
+            error(kpos,
+                  fmt::format("duplicate key '{}' (first defined at line {}, column {})", name,
+                              first->second.line, first->second.column),
+                  "YAML keeps only one of them; remove or rename the other");
+            continue;
+          }
+          out[name] = convert(entry.second, pointer_append(pointer, name), kpos, depth + 1);
+        }
+        return out;
+      }
+    }
+    return nullptr;
+  }
+
+ private:
+  nlohmann::json scalar(const YAML::Node& node, SourcePos pos) {
+    const std::string& tag = node.Tag();
+    const std::string& text = node.Scalar();
+    if (tag == "!" || tag == "tag:yaml.org,2002:str") return text;
+    if (tag == "?" || tag.empty() || tag == "tag:yaml.org,2002:int" ||
+        tag == "tag:yaml.org,2002:float" || tag == "tag:yaml.org,2002:bool" ||
+        tag == "tag:yaml.org,2002:null") {
+      return plain_scalar(text);
+    }
+    error(pos, fmt::format("unsupported YAML tag '{}'", tag),
+          "flow files use plain YAML values; remove the tag");
+    return text;
+  }
+
+  void error(SourcePos pos, std::string message, std::string hint = {}) {
+    diags_->error(file_, pos, std::move(message), std::move(hint));
+  }
+
+  const std::string& file_;
+  Diagnostics* diags_;
+  Document* doc_;
+  size_t nodes_ = 0;
+  bool too_large_reported_ = false;
+};
+
+}  // namespace
+
+std::optional<Document> parse_yaml_document(std::string_view text, const std::string& file,
+                                            Diagnostics* diags) {
+  size_t errors_before = diags->items().size();
+  Document doc;
+  try {
+    std::vector<YAML::Node> documents = YAML::LoadAll(std::string(text));
+    if (documents.empty() || documents[0].IsNull()) {
+      diags->error(file, {1, 1}, "the flow file is empty",
+                   "a flow needs at least `name:` and `steps:`; see docs/flow-file.md");
+      return std::nullopt;
+    }
+    if (documents.size() > 1) {
+      diags->error(file, to_pos(documents[1].Mark()),
+                   "a flow file holds one YAML document, but a second one starts here",
+                   "remove the `---` separator and everything after it, or split the file");
+    }
+    if (!documents[0].IsMap()) {
+      diags->error(file, to_pos(documents[0].Mark()),
+                   "the top level of a flow file must be a mapping (`name: ...`, `steps: ...`)");
+      return std::nullopt;
+    }
+    YamlConverter converter(file, diags, &doc);
+    doc.root = converter.convert(documents[0], "", {1, 1}, 0);
+  } catch (const YAML::Exception& e) {
+    SourcePos pos = to_pos(e.mark);
+    if (pos.line == 0) pos = {1, 1};
+    diags->error(file, pos, "YAML syntax error: " + e.msg,
+                 "check indentation, colons and matching brackets/quotes around here");
+    return std::nullopt;
+  } catch (const std::exception& e) {
+    diags->error(file, {1, 1}, std::string("cannot parse YAML: ") + e.what());
+    return std::nullopt;
+  }
+  for (size_t i = errors_before; i < diags->items().size(); ++i) {
+    if (diags->items()[i].severity == Severity::kError) return std::nullopt;
+  }
+  return doc;
+}
+
+}  // namespace mflow::spec
