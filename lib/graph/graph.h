@@ -7,6 +7,8 @@
 #include <cstddef>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "spec/diagnostic.h"
@@ -41,7 +43,8 @@ struct Node {
   std::optional<size_t> join_of_split;  // for a split: the join closing it
   /// How many foreach scopes enclose this step, i.e. the length of its tasks' index paths.
   int foreach_depth = 0;
-  /// Longest path (in steps) from here to `end`; the ready queue prefers larger values.
+  /// Longest path (in steps, counting this one and `end`; `end` itself is 1) from here to
+  /// `end`; the ready queue prefers larger values.
   int critical_path = 0;
 
   const std::string& name() const { return step->name; }
@@ -59,13 +62,14 @@ class Graph {
 
   const spec::Flow& flow() const { return flow_; }
   const std::vector<Node>& nodes() const { return nodes_; }
+  size_t size() const { return nodes_.size(); }
   const Node& node(size_t i) const { return nodes_.at(i); }
   std::optional<size_t> find(const std::string& step_name) const;
   size_t start() const { return start_; }
   size_t end() const { return end_; }
   /// Step indices in a topological order (parents before children), start first.
   const std::vector<size_t>& topo_order() const { return topo_; }
-  /// `from` and every step reachable from it.
+  /// `from` and every step reachable from it, in topological order.
   std::vector<size_t> downstream(size_t from) const;
 
  private:
@@ -77,6 +81,12 @@ class Graph {
   size_t start_ = 0;
   size_t end_ = 0;
   std::vector<size_t> topo_;
+  std::unordered_map<std::string, size_t> index_;  // step name -> node index
 };
+
+/// Why `value` is not a valid Kubernetes label value (<= 63 characters; empty, or starts and
+/// ends with a letter or digit with only letters, digits, '-', '_' and '.' between), or ""
+/// when it is valid. Used for step names and the flow name.
+std::string label_value_problem(std::string_view value);
 
 }  // namespace mflow::graph
