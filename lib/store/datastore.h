@@ -105,12 +105,17 @@ class Datastore {
   // --- runs -------------------------------------------------------------------------
   /// Allocates the next run id, creates its directory, writes run.json and takes its lock.
   base::Result<RunInfo> create_run(RunInfo info, RunLock* lock);
-  /// Atomically replaces run.json.
+  /// Atomically replaces run.json. When the status is final (not kRunning) the write is
+  /// durable: the file system is synced first, so a run recorded as finished has all its
+  /// task records and objects on disk, then run.json is fsynced.
   base::Status write_run(const RunInfo& info);
   /// Reads run.json; a run marked running whose lock is free is reported as kCrashed.
   base::Result<RunInfo> read_run(const std::string& run_id) const;
-  /// All runs (optionally of one flow), oldest first. Unreadable runs are skipped.
-  base::Result<std::vector<RunInfo>> list_runs(const std::string& flow = "") const;
+  /// All runs (optionally of one flow), oldest first. Unreadable runs are skipped; with
+  /// `problems`, one Status naming the file is appended per skipped record. A run directory
+  /// without run.json (a run being created, or whose creation was killed) is not a problem.
+  base::Result<std::vector<RunInfo>> list_runs(const std::string& flow = "",
+                                               std::vector<base::Status>* problems = nullptr) const;
   /// The newest run of `flow`; not_found when it has none.
   base::Result<RunInfo> latest_run(const std::string& flow) const;
 
@@ -124,9 +129,13 @@ class Datastore {
   base::Status write_task(const TaskRecord& task);
   base::Result<TaskRecord> read_task(const std::string& run_id, const std::string& step,
                                      const std::string& task_id) const;
-  /// Every task of a run (optionally of one step), ordered by step then index path.
-  base::Result<std::vector<TaskRecord>> list_tasks(const std::string& run_id,
-                                                   const std::string& step = "") const;
+  /// Every task of a run (optionally of one step), ordered by step name, then index path,
+  /// then task id (numerically: "2" before "10"). A damaged task.json is skipped; with
+  /// `problems`, one Status naming the file is appended for it. not_found if the run does not
+  /// exist.
+  base::Result<std::vector<TaskRecord>> list_tasks(
+      const std::string& run_id, const std::string& step = "",
+      std::vector<base::Status>* problems = nullptr) const;
   /// Makes a reused task's logs readable under the new run (hard links, copy as fallback).
   base::Status link_logs(const TaskRecord& from, const std::string& to_run_id);
 
@@ -153,6 +162,12 @@ class Datastore {
 
  private:
   explicit Datastore(std::string root) : root_(std::move(root)) {}
+  // ingest_dir's two ways into the object store: rename the file itself, or copy it.
+  base::Result<ArtifactRef> move_object(const std::string& path);
+  base::Result<ArtifactRef> copy_object(const std::string& path);
+  // Renames a complete temp file to the object's name unless the object already exists.
+  base::Status publish_object(const std::string& tmp, const std::string& sha256);
+
   std::string root_;
 };
 

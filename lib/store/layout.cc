@@ -1,0 +1,104 @@
+#include "store/layout.h"
+
+#include <fmt/core.h>
+
+namespace mflow::store::layout {
+
+std::string format_file(const std::string& root) { return fmt::format("{}/{}", root, kFormatFile); }
+
+std::string objects_dir(const std::string& root) { return root + "/objects"; }
+
+std::string object_tmp_dir(const std::string& root) { return root + "/objects/tmp"; }
+
+std::string object_fanout_dir(const std::string& root, const std::string& sha256) {
+  return fmt::format("{}/objects/{}", root, std::string_view(sha256).substr(0, 2));
+}
+
+std::string object_path(const std::string& root, const std::string& sha256) {
+  return fmt::format("{}/objects/{}/{}", root, std::string_view(sha256).substr(0, 2), sha256);
+}
+
+std::string runs_dir(const std::string& root) { return root + "/runs"; }
+
+std::string run_dir(const std::string& root, const std::string& run_id) {
+  return fmt::format("{}/runs/{}", root, run_id);
+}
+
+std::string run_file(const std::string& root, const std::string& run_id) {
+  return fmt::format("{}/runs/{}/{}", root, run_id, kRunFile);
+}
+
+std::string run_lock_file(const std::string& root, const std::string& run_id) {
+  return fmt::format("{}/runs/{}/{}", root, run_id, kLockFile);
+}
+
+std::string tasks_dir(const std::string& root, const std::string& run_id) {
+  return fmt::format("{}/runs/{}/tasks", root, run_id);
+}
+
+std::string step_dir(const std::string& root, const std::string& run_id, const std::string& step) {
+  return fmt::format("{}/runs/{}/tasks/{}", root, run_id, step);
+}
+
+std::string task_dir(const std::string& root, const std::string& run_id, const std::string& step,
+                     const std::string& task_id) {
+  return fmt::format("{}/runs/{}/tasks/{}/{}", root, run_id, step, task_id);
+}
+
+std::string task_file(const std::string& root, const std::string& run_id,
+                      const std::string& step, const std::string& task_id) {
+  return fmt::format("{}/runs/{}/tasks/{}/{}/{}", root, run_id, step, task_id, kTaskFile);
+}
+
+std::string log_file(const std::string& root, const std::string& run_id, const std::string& step,
+                     const std::string& task_id, int attempt, bool stderr_stream) {
+  return fmt::format("{}/runs/{}/tasks/{}/{}/{}.{}", root, run_id, step, task_id, attempt,
+                     stderr_stream ? "stderr" : "stdout");
+}
+
+std::string work_root(const std::string& root, const std::string& run_id) {
+  return fmt::format("{}/runs/{}/work", root, run_id);
+}
+
+std::string work_dir(const std::string& root, const std::string& run_id, const std::string& key,
+                     int attempt) {
+  return fmt::format("{}/runs/{}/work/{}/{}", root, run_id, key, attempt);
+}
+
+bool is_run_id(std::string_view name) {
+  if (name.empty() || name.size() > 18 || name[0] == '0') return false;
+  for (char c : name) {
+    if (c < '0' || c > '9') return false;
+  }
+  return true;
+}
+
+bool is_sha256(std::string_view name) {
+  if (name.size() != 64) return false;
+  for (char c : name) {
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  }
+  return true;
+}
+
+bool valid_component(std::string_view name) {
+  if (name.empty() || name.size() > 255 || name[0] == '.') return false;
+  for (char c : name) {
+    if (c == '/' || c == '\0') return false;
+  }
+  return true;
+}
+
+bool valid_key(std::string_view key) {
+  if (key.empty()) return false;
+  size_t start = 0;
+  while (true) {
+    size_t slash = key.find('/', start);
+    std::string_view part = key.substr(start, slash == std::string_view::npos ? slash : slash - start);
+    if (!valid_component(part)) return false;
+    if (slash == std::string_view::npos) return true;
+    start = slash + 1;
+  }
+}
+
+}  // namespace mflow::store::layout

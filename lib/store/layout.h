@@ -1,0 +1,71 @@
+// Layout: every path name inside a datastore, in one place (leveldb's db/filename.h). The
+// rest of mflow never builds a datastore path by hand. Also owns the validity rules for the
+// names that become path components (run ids, step names, task ids, object hashes), so a
+// name read from the command line or from a record can never escape the datastore root.
+// Pure functions; thread-safe. The format is described in docs/datastore.md.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+namespace mflow::store::layout {
+
+inline constexpr std::string_view kFormatFile = "FORMAT";
+/// First word of the FORMAT file; the version number follows after one space.
+inline constexpr std::string_view kFormatMagic = "mflow-datastore";
+inline constexpr std::string_view kRunFile = "run.json";
+inline constexpr std::string_view kLockFile = "lock";
+inline constexpr std::string_view kTaskFile = "task.json";
+
+/// <root>/FORMAT
+std::string format_file(const std::string& root);
+
+/// <root>/objects
+std::string objects_dir(const std::string& root);
+/// <root>/objects/tmp: objects being written (never read as objects; see docs for garbage).
+std::string object_tmp_dir(const std::string& root);
+/// <root>/objects/<first 2 hex digits of sha256>
+std::string object_fanout_dir(const std::string& root, const std::string& sha256);
+/// <root>/objects/<2 hex>/<sha256>
+std::string object_path(const std::string& root, const std::string& sha256);
+
+/// <root>/runs
+std::string runs_dir(const std::string& root);
+/// <root>/runs/<run_id>
+std::string run_dir(const std::string& root, const std::string& run_id);
+/// <root>/runs/<run_id>/run.json
+std::string run_file(const std::string& root, const std::string& run_id);
+/// <root>/runs/<run_id>/lock
+std::string run_lock_file(const std::string& root, const std::string& run_id);
+
+/// <root>/runs/<run_id>/tasks
+std::string tasks_dir(const std::string& root, const std::string& run_id);
+/// <root>/runs/<run_id>/tasks/<step>
+std::string step_dir(const std::string& root, const std::string& run_id, const std::string& step);
+/// <root>/runs/<run_id>/tasks/<step>/<task_id>
+std::string task_dir(const std::string& root, const std::string& run_id, const std::string& step,
+                     const std::string& task_id);
+/// <root>/runs/<run_id>/tasks/<step>/<task_id>/task.json
+std::string task_file(const std::string& root, const std::string& run_id,
+                      const std::string& step, const std::string& task_id);
+/// <root>/runs/<run_id>/tasks/<step>/<task_id>/<attempt>.stdout (or .stderr)
+std::string log_file(const std::string& root, const std::string& run_id, const std::string& step,
+                     const std::string& task_id, int attempt, bool stderr_stream);
+
+/// <root>/runs/<run_id>/work
+std::string work_root(const std::string& root, const std::string& run_id);
+/// <root>/runs/<run_id>/work/<key>/<attempt> (key is "<step>/<task_id>")
+std::string work_dir(const std::string& root, const std::string& run_id, const std::string& key,
+                     int attempt);
+
+/// A run id: 1 to 18 decimal digits without a leading zero.
+bool is_run_id(std::string_view name);
+/// 64 lowercase hex digits.
+bool is_sha256(std::string_view name);
+/// A name usable as one path component: not empty, at most 255 bytes, not "." or "..",
+/// no '/' or NUL, and not starting with '.' (dot names are reserved for temp files).
+bool valid_component(std::string_view name);
+/// A work key: one or more valid components joined by '/'.
+bool valid_key(std::string_view key);
+
+}  // namespace mflow::store::layout
