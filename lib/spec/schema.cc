@@ -211,9 +211,7 @@ class SchemaErrorMapper {
     const std::string unwanted_marker = "constraints: '";
     size_t marker = description.find(unwanted_marker);
     if (base::starts_with(description, "Object contains a property") && marker != std::string::npos) {
-      std::string key = description.substr(marker + unwanted_marker.size());
-      if (base::ends_with(key, "'.")) key.resize(key.size() - 2);
-      unknown_key(pointer, key, schema);
+      unknown_keys(pointer, schema, value);
       return;
     }
     if (base::starts_with(description, "Missing required property '")) {
@@ -276,34 +274,28 @@ class SchemaErrorMapper {
   }
 
  private:
-  void unknown_key(const std::string& pointer, const std::string& key, const json* schema) {
-    std::string child = pointer_append(pointer, key);
-    std::string parent = pointer.empty() ? "" : display_path(doc_.root, pointer);
-    bool named_entries = schema && schema->contains("patternProperties") &&
-                         !schema->contains("properties");
-    if (named_entries) {
-      std::string last = pointer.substr(pointer.rfind('/') + 1);
-      std::string what = last == "steps"        ? "step name"
-                         : last == "parameters" ? "parameter name"
-                         : last == "env"        ? "environment variable name"
-                                                : "key";
-      std::string hint = description_of(schema);
-      error(child, fmt::format("invalid {} '{}'", what, key), hint);
-      return;
-    }
+  // valijson names only the first unknown key of an object; report every one of them.
+  void unknown_keys(const std::string& pointer, const json* schema, const json* value) {
+    if (!schema || !value || !value->is_object()) return;
     std::vector<std::string> allowed;
-    if (schema && schema->contains("properties")) {
+    if (schema->contains("properties")) {
       for (const auto& [name, sub] : (*schema)["properties"].items()) {
         if (name != "$schema") allowed.push_back(name);
       }
     }
-    std::string suggestion = base::closest_match(key, allowed);
-    std::string hint = suggestion.empty()
-                           ? (allowed.empty() ? std::string()
-                                              : "allowed keys: " + base::join(allowed, ", "))
-                           : fmt::format("did you mean '{}'?", suggestion);
-    std::string where = pointer.empty() ? "at the top level" : "in `" + parent + "`";
-    error(child, fmt::format("unknown key '{}' {}", key, where), hint);
+    std::string where =
+        pointer.empty() ? "at the top level" : "in `" + display_path(doc_.root, pointer) + "`";
+    for (const auto& [key, child_value] : value->items()) {
+      if (schema->contains("properties") && (*schema)["properties"].contains(key)) continue;
+      std::string child = pointer_append(pointer, key);
+      if (!seen_.insert(child + "\nunknown").second) continue;
+      std::string suggestion = base::closest_match(key, allowed);
+      std::string hint = suggestion.empty()
+                             ? (allowed.empty() ? std::string()
+                                                : "allowed keys: " + base::join(allowed, ", "))
+                             : fmt::format("did you mean '{}'?", suggestion);
+      error(child, fmt::format("unknown key '{}' {}", key, where), hint);
+    }
   }
 
   void error(const std::string& pointer, std::string message, std::string hint = {}) {
@@ -316,6 +308,52 @@ class SchemaErrorMapper {
   const json& schema_;
   std::set<std::string> seen_;
 };
+
+// valijson checks `propertyNames` but does not say which name failed, so names are checked
+// here against the same subschema (pattern, maxLength) to report each one at its key.
+void check_property_names(const Document& doc, const json& schema_root, const json& value,
+                          const json* schema, const std::string& pointer, const std::string& file,
+                          Diagnostics* diags, int depth) {
+  schema = deref(schema_root, schema);
+  if (!schema || !schema->is_object() || depth > kMaxDocumentDepth) return;
+  if (value.is_object()) {
+    const json* names = schema->contains("propertyNames") ? &(*schema)["propertyNames"] : nullptr;
+    for (const auto& [key, child] : value.items()) {
+      std::string child_pointer = pointer_append(pointer, key);
+      if (names) {
+        bool ok = true;
+        if (names->contains("pattern")) {
+          ok = std::regex_search(key, std::regex((*names)["pattern"].get<std::string>()));
+        }
+        if (names->contains("maxLength") && key.size() > (*names)["maxLength"].get<size_t>()) {
+          ok = false;
+        }
+        if (!ok) {
+          std::string last = pointer.substr(pointer.rfind('/') + 1);
+          std::string what = last == "steps"        ? "step name"
+                             : last == "parameters" ? "parameter name"
+                             : last == "env"        ? "environment variable name"
+                                                    : "key";
+          diags->error(file, doc.key_pos(child_pointer), fmt::format("invalid {} '{}'", what, key),
+                       description_of(names), child_pointer);
+        }
+      }
+      const json* sub = nullptr;
+      if (schema->contains("properties") && (*schema)["properties"].contains(key)) {
+        sub = &(*schema)["properties"][key];
+      } else if (schema->contains("additionalProperties") &&
+                 (*schema)["additionalProperties"].is_object()) {
+        sub = &(*schema)["additionalProperties"];
+      }
+      check_property_names(doc, schema_root, child, sub, child_pointer, file, diags, depth + 1);
+    }
+  } else if (value.is_array() && schema->contains("items") && (*schema)["items"].is_object()) {
+    for (size_t i = 0; i < value.size(); ++i) {
+      check_property_names(doc, schema_root, value[i], &(*schema)["items"],
+                           pointer_append(pointer, std::to_string(i)), file, diags, depth + 1);
+    }
+  }
+}
 
 }  // namespace
 
@@ -346,13 +384,16 @@ bool validate_flow_schema(const Document& doc, const std::string& file, Diagnost
   valijson::adapters::NlohmannJsonAdapter target(doc.root);
   if (validator.validate(compiled.schema, target, &results)) return true;
 
-  std::vector<valijson::ValidationResults::Error> errors(results.begin(), results.end());
-  bool any_leaf = std::any_of(errors.begin(), errors.end(),
-                              [](const auto& e) { return !is_cascade(e.description); });
+  size_t before = diags->items().size();
+  check_property_names(doc, compiled.document, doc.root, &compiled.document, "", file, diags, 0);
   SchemaErrorMapper mapper(doc, file, diags);
-  for (const auto& e : errors) {
-    if (any_leaf && is_cascade(e.description)) continue;
-    mapper.map(e.context, e.description);
+  for (const auto& e : results) {
+    if (!is_cascade(e.description)) mapper.map(e.context, e.description);
+  }
+  // Should valijson ever fail with nothing but parent-level messages, show those rather than
+  // claim success.
+  if (diags->items().size() == before) {
+    for (const auto& e : results) mapper.map(e.context, e.description);
   }
   return false;
 }
