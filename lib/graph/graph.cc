@@ -129,6 +129,7 @@ void Linter::check_names() {
 }
 
 void Linter::index_steps() {
+  index_.reserve(n_);
   for (size_t i = 0; i < n_; ++i) {
     auto [it, inserted] = index_.emplace(name(i), i);
     if (!inserted) {
