@@ -352,6 +352,7 @@ SubprocessSet::WaitResult SubprocessSet::wait(std::optional<Clock::time_point> d
     if (p->open_pipes() > 0) p->drain_deadline_ = Clock::now() + kDrainGrace;
   };
 
+  bool polled = false;
   for (;;) {
     bool any_without_pidfd = false;
     for (auto& p : procs_) any_without_pidfd |= (!p->reaped_ && !p->pidfd_);
@@ -393,7 +394,9 @@ SubprocessSet::WaitResult SubprocessSet::wait(std::optional<Clock::time_point> d
       procs_.erase(it, procs_.end());
       return WaitResult::kFinished;
     }
-    if (deadline && now >= *deadline) return WaitResult::kDeadline;
+    // A deadline already past still gets one non-blocking poll, so poll()-style callers
+    // (deadline = now) make progress.
+    if (deadline && now >= *deadline && polled) return WaitResult::kDeadline;
 
     pfds.clear();
     slots.clear();
@@ -428,6 +431,7 @@ SubprocessSet::WaitResult SubprocessSet::wait(std::optional<Clock::time_point> d
     if (pfds.empty() && timeout_ms < 0) return WaitResult::kDeadline;  // nothing could wake us
 
     int n = ::poll(pfds.data(), pfds.size(), timeout_ms);
+    polled = true;
     if (n < 0) {
       MFLOW_CHECK(errno == EINTR, "poll failed: {}", std::strerror(errno));
       continue;

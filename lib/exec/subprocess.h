@@ -136,6 +136,9 @@ class SubprocessSet {
   WaitResult wait(std::optional<Clock::time_point> deadline,
                   std::vector<std::unique_ptr<Subprocess>>* finished);
 
+  /// Replaces the wake fds (e.g. to stop watching an interrupt fd once it was acted on).
+  void set_wake_fds(std::vector<int> wake_fds) { wake_fds_ = std::move(wake_fds); }
+
   size_t running() const { return procs_.size(); }
   /// Sends `sig` to every running child's process group.
   void signal_all(int sig);
