@@ -92,22 +92,23 @@ class Stats:
 
     def __init__(self):
         self.lock = threading.Lock()
+        self.watches_active = 0
+        self.active_jobs = set()
+        self.active_pods = set()
+        self.containers_running = 0
         self.reset()
 
     def reset(self):
+        """Zeroes the counters; peaks restart from what is active right now."""
         with self.lock:
             self.requests = {}
             self.watches_opened = 0
-            self.watches_active = 0
             self.faults_applied = 0
-            self.active_jobs = set()
-            self.active_pods = set()
-            self.max_active_jobs = 0
-            self.max_active_pods = 0
+            self.max_active_jobs = len(self.active_jobs)
+            self.max_active_pods = len(self.active_pods)
             self.jobs_created = 0
             self.pods_created = 0
-            self.containers_running = 0
-            self.max_containers_running = 0
+            self.max_containers_running = self.containers_running
             self.containers_started = 0
 
     def count(self, verb, resource):
@@ -1211,6 +1212,8 @@ def make_namespace(name):
 
 
 class _NullWriter:
+    """Swallows a response (fault "drop-response": the request took effect, the reply is
+    lost)."""
     closed = False
 
     def write(self, data):
@@ -1218,6 +1221,9 @@ class _NullWriter:
 
     def flush(self):
         pass
+
+    def close(self):
+        self.closed = True
 
 
 # ============================================================================================
