@@ -313,6 +313,21 @@ class Cluster:
             self._start_kill(rt, pod["spec"].get("terminationGracePeriodSeconds", 30))
             return self.store.get("pods", ns, name)
 
+    def evict_api(self, ns, name):
+        """pods/eviction (Eviction API): DisruptionTarget EvictionByEvictionAPI, then a
+        graceful delete of the pod."""
+        with self.store.lock:
+            if self.store.get("pods", ns, name) is None:
+                raise km.not_found("pods", "", name)
+
+            def add(obj):
+                conds = obj["status"].setdefault("conditions", [])
+                return _set_condition(conds, _condition(
+                    "DisruptionTarget", "True", "EvictionByEvictionAPI",
+                    "Eviction API: evicting", probe=False))
+            self.store.mutate("pods", ns, name, add)
+            return self.delete_pod(ns, name, {})
+
     # ========================================================================================
     # Reconcile loop
 

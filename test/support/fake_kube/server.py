@@ -1068,9 +1068,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def _eviction(self, info):
         self.json_body(required=False)
-        pod = self.server.cluster.evict(info.namespace, info.name,
-                                        "Eviction API: evicting")
-        del pod
+        self.server.cluster.evict_api(info.namespace, info.name)
         self.send_json(201, {"kind": "Status", "apiVersion": "v1", "metadata": {},
                              "status": "Success", "code": 201})
 
