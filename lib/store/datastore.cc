@@ -27,12 +27,13 @@ using base::UniqueFd;
 
 namespace {
 
-// Names of the entries of `dir` except "." and "..". A missing directory is empty.
-Result<std::vector<std::string>> list_dir(const std::string& dir) {
+// Names of the entries of `dir` except "." and "..". A missing directory is empty unless
+// `must_exist`.
+Result<std::vector<std::string>> list_dir(const std::string& dir, bool must_exist = false) {
   std::vector<std::string> names;
   DIR* d = ::opendir(dir.c_str());
   if (!d) {
-    if (errno == ENOENT) return names;
+    if (errno == ENOENT && !must_exist) return names;
     return Status::from_errno(dir, errno);
   }
   while (dirent* e = ::readdir(d)) {
@@ -173,13 +174,14 @@ bool run_lock_held(const std::string& lock_path) {
 
 Result<int> parse_format_file(const std::string& path, const std::string& text) {
   std::string_view t = text;
-  while (!t.empty() && (t.back() == '\n' || t.back() == '\r' || t.back() == ' ')) t.remove_suffix(1);
+  while (!t.empty() && (t.back() == '\n' || t.back() == '\r' || t.back() == ' '))
+    t.remove_suffix(1);
   auto invalid = Status::invalid(fmt::format(
       "{}: not an mflow datastore FORMAT file (expected '{} <version>'); point --datastore or "
       "MFLOW_DATASTORE at an mflow datastore",
       path, layout::kFormatMagic));
-  if (t.size() <= layout::kFormatMagic.size() + 1 || t.substr(0, layout::kFormatMagic.size()) !=
-                                                         layout::kFormatMagic ||
+  if (t.size() <= layout::kFormatMagic.size() + 1 ||
+      t.substr(0, layout::kFormatMagic.size()) != layout::kFormatMagic ||
       t[layout::kFormatMagic.size()] != ' ') {
     return invalid;
   }
@@ -197,21 +199,30 @@ Result<int> parse_format_file(const std::string& path, const std::string& text) 
 
 const char* to_string(RunStatus s) {
   switch (s) {
-    case RunStatus::kRunning: return "running";
-    case RunStatus::kSucceeded: return "succeeded";
-    case RunStatus::kFailed: return "failed";
-    case RunStatus::kInterrupted: return "interrupted";
-    case RunStatus::kCrashed: return "crashed";
+    case RunStatus::kRunning:
+      return "running";
+    case RunStatus::kSucceeded:
+      return "succeeded";
+    case RunStatus::kFailed:
+      return "failed";
+    case RunStatus::kInterrupted:
+      return "interrupted";
+    case RunStatus::kCrashed:
+      return "crashed";
   }
   return "unknown";
 }
 
 const char* to_string(TaskStatus s) {
   switch (s) {
-    case TaskStatus::kRunning: return "running";
-    case TaskStatus::kSucceeded: return "succeeded";
-    case TaskStatus::kFailed: return "failed";
-    case TaskStatus::kReused: return "reused";
+    case TaskStatus::kRunning:
+      return "running";
+    case TaskStatus::kSucceeded:
+      return "succeeded";
+    case TaskStatus::kFailed:
+      return "failed";
+    case TaskStatus::kReused:
+      return "reused";
   }
   return "unknown";
 }
@@ -244,7 +255,8 @@ Result<Datastore> Datastore::open(const std::string& root_arg, bool create) {
     if (!create) {
       return Status::not_found(fmt::format(
           "no datastore at {}: nothing has run here yet (run `mflow run FLOW`, or point "
-          "--datastore / MFLOW_DATASTORE at an existing datastore)", root));
+          "--datastore / MFLOW_DATASTORE at an existing datastore)",
+          root));
     }
     MFLOW_RETURN_IF_ERROR(base::make_dirs(root));
   } else if (!S_ISDIR(st.st_mode)) {
@@ -273,7 +285,8 @@ Result<Datastore> Datastore::open(const std::string& root_arg, bool create) {
     } else {
       return Status::invalid(fmt::format(
           "{} is not empty and has no FORMAT file, so it is not an mflow datastore; refusing to "
-          "use it (pass --datastore with a new or empty directory)", root));
+          "use it (pass --datastore with a new or empty directory)",
+          root));
     }
     text = base::read_file(format_path);
   }
@@ -281,7 +294,8 @@ Result<Datastore> Datastore::open(const std::string& root_arg, bool create) {
     if (!exists(format_path)) {
       return Status::invalid(fmt::format(
           "{} is not an mflow datastore (no FORMAT file); point --datastore or MFLOW_DATASTORE "
-          "at a datastore", root));
+          "at a datastore",
+          root));
     }
     return text.status();
   }
@@ -294,8 +308,8 @@ Result<Datastore> Datastore::open(const std::string& root_arg, bool create) {
         root, version.value(), MFLOW_VERSION, kFormatVersion));
   }
   if (version.value() < 1) {
-    return Status::invalid(fmt::format("{}: format version {} does not exist", format_path,
-                                       version.value()));
+    return Status::invalid(
+        fmt::format("{}: format version {} does not exist", format_path, version.value()));
   }
   if (create) {
     MFLOW_RETURN_IF_ERROR(base::make_dirs(layout::runs_dir(root)));
@@ -343,7 +357,8 @@ Result<RunInfo> Datastore::create_run(RunInfo info, RunLock* lock) {
   }
   info.run_id = run_id;
   info.status = RunStatus::kRunning;
-  MFLOW_RETURN_IF_ERROR(base::write_file_atomic(layout::run_file(root_, run_id), run_to_json(info)));
+  MFLOW_RETURN_IF_ERROR(
+      base::write_file_atomic(layout::run_file(root_, run_id), run_to_json(info)));
   *lock = RunLock(std::move(fd));
   return info;
 }
@@ -371,15 +386,16 @@ Result<RunInfo> Datastore::read_run(const std::string& run_id) const {
     if (!exists(path)) {
       return Status::not_found(fmt::format(
           "run {} has no {} (it is being created, or mflow was killed while creating it; a "
-          "directory like this whose lock is free can be deleted)", run_id, path));
+          "directory like this whose lock is free can be deleted)",
+          run_id, path));
     }
     return text.status();
   }
   auto run = run_from_json(text.value(), path);
   if (!run.ok()) return run.status();
   if (run->run_id != run_id) {
-    return Status::invalid(fmt::format("{}: records run id '{}', expected '{}'", path,
-                                       run->run_id, run_id));
+    return Status::invalid(
+        fmt::format("{}: records run id '{}', expected '{}'", path, run->run_id, run_id));
   }
   if (run->status == RunStatus::kRunning && !run_lock_held(layout::run_lock_file(root_, run_id))) {
     run->status = RunStatus::kCrashed;
@@ -435,8 +451,7 @@ Result<std::string> Datastore::task_dir(const std::string& run_id, const std::st
 }
 
 std::string Datastore::log_path(const std::string& run_id, const std::string& step,
-                                const std::string& task_id, int attempt,
-                                bool stderr_stream) const {
+                                const std::string& task_id, int attempt, bool stderr_stream) const {
   return layout::log_file(root_, run_id, step, task_id, attempt, stderr_stream);
 }
 
@@ -447,7 +462,8 @@ Status Datastore::write_task(const TaskRecord& task) {
   std::string path = layout::task_file(root_, task.run_id, task.step, task.task_id);
   Status s = base::write_file_atomic(path, task_to_json(task));
   if (s.ok() || exists(layout::task_dir(root_, task.run_id, task.step, task.task_id))) return s;
-  MFLOW_RETURN_IF_ERROR(base::make_dirs(layout::task_dir(root_, task.run_id, task.step, task.task_id)));
+  MFLOW_RETURN_IF_ERROR(
+      base::make_dirs(layout::task_dir(root_, task.run_id, task.step, task.task_id)));
   return base::write_file_atomic(path, task_to_json(task));
 }
 
@@ -458,8 +474,8 @@ Result<TaskRecord> Datastore::read_task(const std::string& run_id, const std::st
   auto text = base::read_file(path);
   if (!text.ok()) {
     if (!exists(path)) {
-      return Status::not_found(fmt::format("run {} has no task {}/{} (no {})", run_id, step,
-                                           task_id, path));
+      return Status::not_found(
+          fmt::format("run {} has no task {}/{} (no {})", run_id, step, task_id, path));
     }
     return text.status();
   }
@@ -529,14 +545,15 @@ Status Datastore::link_logs(const TaskRecord& from, const std::string& to_run_id
   MFLOW_RETURN_IF_ERROR(check_task_names(from.run_id, from.step, from.task_id));
   MFLOW_RETURN_IF_ERROR(check_run_id(to_run_id));
   if (from.run_id == to_run_id) return Status();
-  MFLOW_RETURN_IF_ERROR(base::make_dirs(layout::task_dir(root_, to_run_id, from.step, from.task_id)));
+  MFLOW_RETURN_IF_ERROR(
+      base::make_dirs(layout::task_dir(root_, to_run_id, from.step, from.task_id)));
   for (const auto& a : from.attempts) {
     for (bool err_stream : {false, true}) {
-      std::string src = layout::log_file(root_, from.run_id, from.step, from.task_id, a.attempt,
-                                         err_stream);
+      std::string src =
+          layout::log_file(root_, from.run_id, from.step, from.task_id, a.attempt, err_stream);
       if (!exists(src)) continue;  // the attempt never produced that stream
-      std::string dst = layout::log_file(root_, to_run_id, from.step, from.task_id, a.attempt,
-                                         err_stream);
+      std::string dst =
+          layout::log_file(root_, to_run_id, from.step, from.task_id, a.attempt, err_stream);
       MFLOW_RETURN_IF_ERROR(link_or_copy(src, dst, 0644));
     }
   }
@@ -546,8 +563,8 @@ Status Datastore::link_logs(const TaskRecord& from, const std::string& to_run_id
 // ---- artifacts --------------------------------------------------------------------------
 
 Result<std::pair<std::string, std::string>> Datastore::make_work_dirs(const std::string& run_id,
-                                                                       const std::string& key,
-                                                                       int attempt) {
+                                                                      const std::string& key,
+                                                                      int attempt) {
   MFLOW_RETURN_IF_ERROR(check_run_id(run_id));
   if (!layout::valid_key(key)) {
     return bad_name("work key", key, "must be '<step>/<task_id>' with valid names");
@@ -575,7 +592,7 @@ void Datastore::remove_work_dirs(const std::string& run_id, const std::string& k
 }
 
 Result<ArtifactMap> Datastore::ingest_dir(const std::string& dir) {
-  auto names = list_dir(dir);
+  auto names = list_dir(dir, /*must_exist=*/true);
   if (!names.ok()) return names.status();
   std::sort(names->begin(), names->end());
 
@@ -589,9 +606,10 @@ Result<ArtifactMap> Datastore::ingest_dir(const std::string& dir) {
   for (const auto& name : names.value()) {
     std::string path = dir + "/" + name;
     if (!valid_artifact_name(name)) {
-      reject(fmt::format("{}: invalid artifact name '{}': names must match "
-                         "[A-Za-z_][A-Za-z0-9_.-]* and be at most 128 characters",
-                         path, name));
+      reject(
+          fmt::format("{}: invalid artifact name '{}': names must match "
+                      "[A-Za-z_][A-Za-z0-9_.-]* and be at most 128 characters",
+                      path, name));
       continue;
     }
     struct stat st;
@@ -603,12 +621,13 @@ Result<ArtifactMap> Datastore::ingest_dir(const std::string& dir) {
     } else if (S_ISLNK(st.st_mode) && ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode)) {
       files.emplace_back(name, Kind::kCopy);
     } else if (S_ISDIR(st.st_mode)) {
-      reject(fmt::format("{}: artifact '{}' is a directory; an artifact is one regular file "
-                         "(write one file per artifact, or pack the directory with tar)",
-                         path, name));
+      reject(
+          fmt::format("{}: artifact '{}' is a directory; an artifact is one regular file "
+                      "(write one file per artifact, or pack the directory with tar)",
+                      path, name));
     } else {
-      reject(fmt::format("{}: artifact '{}' is not a regular file (or a symlink to one)", path,
-                         name));
+      reject(
+          fmt::format("{}: artifact '{}' is not a regular file (or a symlink to one)", path, name));
     }
   }
   if (!errors.empty()) return Status::invalid(errors);
@@ -716,14 +735,17 @@ Result<std::string> Datastore::read_object(const ArtifactRef& ref) const {
     if (!exists(path)) {
       return Status::not_found(fmt::format(
           "object {} is missing from datastore {} (it was deleted by hand; re-run the task that "
-          "produced it)", ref.sha256, root_));
+          "produced it)",
+          ref.sha256, root_));
     }
     return bytes.status();
   }
-  if (static_cast<int64_t>(bytes->size()) != ref.size || base::sha256_hex(bytes.value()) != ref.sha256) {
+  if (static_cast<int64_t>(bytes->size()) != ref.size ||
+      base::sha256_hex(bytes.value()) != ref.sha256) {
     return Status::io_error(fmt::format(
         "{}: object is damaged (its content no longer matches its name); delete it and re-run "
-        "the task that produced it", path));
+        "the task that produced it",
+        path));
   }
   return bytes;
 }
@@ -735,14 +757,15 @@ Status Datastore::materialize(const ArtifactMap& artifacts, const std::string& d
       return bad_name("artifact name", name, "names must match [A-Za-z_][A-Za-z0-9_.-]*");
     }
     if (!layout::is_sha256(ref.sha256)) {
-      return Status::invalid(fmt::format("artifact '{}': '{}' is not a SHA-256 object name", name,
-                                         ref.sha256));
+      return Status::invalid(
+          fmt::format("artifact '{}': '{}' is not a SHA-256 object name", name, ref.sha256));
     }
     std::string obj = layout::object_path(root_, ref.sha256);
     if (!exists(obj)) {
       return Status::not_found(fmt::format(
           "artifact '{}': object {} is missing from datastore {} (it was deleted by hand; run "
-          "the flow again without resume)", name, ref.sha256, root_));
+          "the flow again without resume)",
+          name, ref.sha256, root_));
     }
     MFLOW_RETURN_IF_ERROR(link_or_copy(obj, dir + "/" + name, 0444));
   }

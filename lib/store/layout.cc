@@ -45,8 +45,8 @@ std::string task_dir(const std::string& root, const std::string& run_id, const s
   return fmt::format("{}/runs/{}/tasks/{}/{}", root, run_id, step, task_id);
 }
 
-std::string task_file(const std::string& root, const std::string& run_id,
-                      const std::string& step, const std::string& task_id) {
+std::string task_file(const std::string& root, const std::string& run_id, const std::string& step,
+                      const std::string& task_id) {
   return fmt::format("{}/runs/{}/tasks/{}/{}/{}", root, run_id, step, task_id, kTaskFile);
 }
 
@@ -94,7 +94,8 @@ bool valid_key(std::string_view key) {
   size_t start = 0;
   while (true) {
     size_t slash = key.find('/', start);
-    std::string_view part = key.substr(start, slash == std::string_view::npos ? slash : slash - start);
+    std::string_view part =
+        key.substr(start, slash == std::string_view::npos ? slash : slash - start);
     if (!valid_component(part)) return false;
     if (slash == std::string_view::npos) return true;
     start = slash + 1;

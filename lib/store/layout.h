@@ -46,8 +46,8 @@ std::string step_dir(const std::string& root, const std::string& run_id, const s
 std::string task_dir(const std::string& root, const std::string& run_id, const std::string& step,
                      const std::string& task_id);
 /// <root>/runs/<run_id>/tasks/<step>/<task_id>/task.json
-std::string task_file(const std::string& root, const std::string& run_id,
-                      const std::string& step, const std::string& task_id);
+std::string task_file(const std::string& root, const std::string& run_id, const std::string& step,
+                      const std::string& task_id);
 /// <root>/runs/<run_id>/tasks/<step>/<task_id>/<attempt>.stdout (or .stderr)
 std::string log_file(const std::string& root, const std::string& run_id, const std::string& step,
                      const std::string& task_id, int attempt, bool stderr_stream);

@@ -84,7 +84,8 @@ ArtifactMap get_artifacts(const json& obj, const char* key) {
     ArtifactRef ref;
     ref.sha256 = get_string(v, "sha256", true);
     ref.size = get_int(v, "size", -1);
-    if (ref.size < 0) bad(fmt::format("field '{}.{}.size' must be a non-negative integer", key, name));
+    if (ref.size < 0)
+      bad(fmt::format("field '{}.{}.size' must be a non-negative integer", key, name));
     out.emplace(name, std::move(ref));
   }
   return out;
@@ -108,7 +109,8 @@ void check_format(const json& j) {
 json parse_object(std::string_view text) {
   json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) {
-    bad(text.empty() ? "empty file (truncated record)" : "not valid JSON (truncated or damaged record)");
+    bad(text.empty() ? "empty file (truncated record)"
+                     : "not valid JSON (truncated or damaged record)");
   }
   if (!j.is_object()) bad("not a JSON object");
   return j;
@@ -164,8 +166,8 @@ std::string format_time(Clock::time_point t) {
 
 base::Result<Clock::time_point> parse_time(std::string_view text) {
   auto invalid = [&] {
-    return base::Status::invalid(fmt::format(
-        "'{}' is not an RFC 3339 UTC time like 2026-11-24T02:43:39.689Z", text));
+    return base::Status::invalid(
+        fmt::format("'{}' is not an RFC 3339 UTC time like 2026-11-24T02:43:39.689Z", text));
   };
   int64_t y, mo, d, h, mi, s;
   if (!parse_digits(text, 0, 4, &y) || text.size() < 20 || text[4] != '-' ||
@@ -207,8 +209,8 @@ bool parse_run_status(std::string_view text, RunStatus* out) {
 }
 
 bool parse_task_status(std::string_view text, TaskStatus* out) {
-  for (TaskStatus s : {TaskStatus::kRunning, TaskStatus::kSucceeded, TaskStatus::kFailed,
-                       TaskStatus::kReused}) {
+  for (TaskStatus s :
+       {TaskStatus::kRunning, TaskStatus::kSucceeded, TaskStatus::kFailed, TaskStatus::kReused}) {
     if (text == to_string(s)) {
       *out = s;
       return true;

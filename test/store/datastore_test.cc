@@ -59,8 +59,8 @@ struct StoreFixture {
     return r.value();
   }
 
-  store::TaskRecord task(const std::string& run_id, const std::string& step,
-                         const std::string& id, std::vector<int64_t> index_path = {}) {
+  store::TaskRecord task(const std::string& run_id, const std::string& step, const std::string& id,
+                         std::vector<int64_t> index_path = {}) {
     store::TaskRecord t;
     t.run_id = run_id;
     t.step = step;
@@ -198,7 +198,8 @@ TEST_CASE_METHOD(StoreFixture, "runs round-trip and list in order", "[store]") {
   CHECK(back->params == std::map<std::string, std::string>{{"size", "10"}});
   CHECK(back->command == "mflow run alpha.yaml");
   CHECK_THAT(slurp(root + "/runs/1/run.json"), Catch::Contains("\"format\": 1"));
-  CHECK_THAT(slurp(root + "/runs/1/run.json"), Catch::Contains("\"started\": \"2026-11-23T02:43:39.689Z\""));
+  CHECK_THAT(slurp(root + "/runs/1/run.json"),
+             Catch::Contains("\"started\": \"2026-11-23T02:43:39.689Z\""));
 
   r1.status = store::RunStatus::kFailed;
   r1.finished = ms(1795401829689);
@@ -429,10 +430,10 @@ TEST_CASE_METHOD(StoreFixture, "task records round-trip and list in order", "[st
   REQUIRE(all.ok());
   std::vector<std::string> order;
   for (const auto& r : all.value()) order.push_back(r.step + "/" + r.task_id);
-  CHECK(order == std::vector<std::string>{
-                     "body/0", "body/1", "body/2", "body/3", "body/4", "body/5", "body/6",
-                     "body/7", "body/8", "body/9", "body/10", "body/11", "end/0", "inner/0.3",
-                     "inner/1.9", "inner/1.10", "start/0"});
+  CHECK(order == std::vector<std::string>{"body/0", "body/1", "body/2", "body/3", "body/4",
+                                          "body/5", "body/6", "body/7", "body/8", "body/9",
+                                          "body/10", "body/11", "end/0", "inner/0.3", "inner/1.9",
+                                          "inner/1.10", "start/0"});
   auto body = ds.list_tasks(run.run_id, "body");
   REQUIRE(body.ok());
   CHECK(body->size() == 12);

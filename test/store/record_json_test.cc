@@ -107,26 +107,26 @@ TEST_CASE("task records round-trip through JSON", "[store]") {
 
 TEST_CASE("damaged or newer records are refused with the file named", "[store]") {
   struct Case {
-    const char* text;
-    const char* expect;
+    std::string text;
+    std::string expect;
   };
-  for (const Case& c : std::initializer_list<Case>{
-           {"", "empty file"},
-           {R"({"format":1,"run_id":"1","fl)", "not valid JSON"},
-           {"[1,2]", "not a JSON object"},
-           {R"({"run_id":"1","flow":"f","status":"running","started":"2026-01-01T00:00:00Z"})",
-            "format"},
-           {R"({"format":2,"run_id":"1","flow":"f","status":"running","started":"2026-01-01T00:00:00Z"})",
-            "newer than this mflow"},
-           {R"({"format":1,"run_id":"1","flow":"f","status":"sleeping","started":"2026-01-01T00:00:00Z"})",
-            "unknown status 'sleeping'"},
-           {R"({"format":1,"run_id":1,"flow":"f","status":"running","started":"2026-01-01T00:00:00Z"})",
-            "'run_id' must be a string"},
-           {R"({"format":1,"run_id":"1","flow":"f","status":"running","started":"noon"})",
-            "field 'started'"},
-           {R"({"format":1,"run_id":"1","status":"running","started":"2026-01-01T00:00:00Z"})",
-            "missing field 'flow'"},
-       }) {
+  const std::string started = R"("started":"2026-01-01T00:00:00Z")";
+  const std::vector<Case> cases = {
+      {"", "empty file"},
+      {R"({"format":1,"run_id":"1","fl)", "not valid JSON"},
+      {"[1,2]", "not a JSON object"},
+      {R"({"run_id":"1","flow":"f","status":"running",)" + started + "}", "format"},
+      {R"({"format":2,"run_id":"1","flow":"f","status":"running",)" + started + "}",
+       "newer than this mflow"},
+      {R"({"format":1,"run_id":"1","flow":"f","status":"sleeping",)" + started + "}",
+       "unknown status 'sleeping'"},
+      {R"({"format":1,"run_id":1,"flow":"f","status":"running",)" + started + "}",
+       "'run_id' must be a string"},
+      {R"({"format":1,"run_id":"1","flow":"f","status":"running","started":"noon"})",
+       "field 'started'"},
+      {R"({"format":1,"run_id":"1","status":"running",)" + started + "}", "missing field 'flow'"},
+  };
+  for (const Case& c : cases) {
     INFO(c.text);
     auto r = store::run_from_json(c.text, "/ds/runs/1/run.json");
     REQUIRE_FALSE(r.ok());
@@ -143,8 +143,10 @@ TEST_CASE("damaged or newer records are refused with the file named", "[store]")
 
 TEST_CASE("layout names and validity rules", "[store]") {
   namespace layout = store::layout;
-  CHECK(layout::object_path("/ds", std::string(64, 'e')) == "/ds/objects/ee/" + std::string(64, 'e'));
-  CHECK(layout::log_file("/ds", "4", "body", "3.1", 2, true) == "/ds/runs/4/tasks/body/3.1/2.stderr");
+  CHECK(layout::object_path("/ds", std::string(64, 'e')) ==
+        "/ds/objects/ee/" + std::string(64, 'e'));
+  CHECK(layout::log_file("/ds", "4", "body", "3.1", 2, true) ==
+        "/ds/runs/4/tasks/body/3.1/2.stderr");
   CHECK(layout::work_dir("/ds", "4", "body/3", 0) == "/ds/runs/4/work/body/3/0");
   CHECK(layout::is_run_id("1"));
   CHECK(layout::is_run_id("1234567890"));
