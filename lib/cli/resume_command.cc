@@ -1,12 +1,73 @@
-// PLACEHOLDER until the owning work lands; replaced wholesale by the real command.
+// `mflow resume [FLOW] [STEP] [--origin-run-id ID]`: a new run that reuses every task of the
+// origin run that succeeded (with unchanged spec and inputs) and runs the rest.
+#include <filesystem>
+#include <iostream>
+
+#include <fmt/core.h>
+
 #include "cli/command.h"
+#include "cli/run_support.h"
+#include "store/datastore.h"
 
 namespace mflow::cli {
 
-void add_resume_command(CLI::App& root, const GlobalOptions&, Commands& out) {
-  auto* app = root.add_subcommand("resume", "(not built yet)");
-  app->allow_extras();
-  out.push_back({app, [] { return base::ExitCode::kInternal; }});
+void add_resume_command(CLI::App& root, const GlobalOptions& global, Commands& out) {
+  struct State {
+    std::vector<std::string> positional;  // [FLOW] [STEP]
+    std::string origin;
+    RunFlags flags;
+  };
+  auto state = std::make_shared<State>();
+  auto* app = root.add_subcommand(
+      "resume",
+      "Re-run a failed run: reuse every task that succeeded, run the rest.\n"
+      "FLOW defaults to the flow file of the origin run; STEP forces that step and\n"
+      "everything after it to run again.");
+  app->add_option("FLOW_OR_STEP", state->positional, "[FLOW] [STEP]")->expected(0, 2);
+  app->add_option("--origin-run-id", state->origin,
+                  "Run to resume (default: the latest run of the flow)");
+  add_run_flags(*app, state->flags);
+  out.push_back({app, [state, &global] {
+    ResumeRequest request;
+    request.origin_run_id = state->origin;
+    std::string flow_path;
+    auto& pos = state->positional;
+    // The first positional is the flow file when it names an existing file; else a step.
+    if (!pos.empty() && std::filesystem::is_regular_file(pos[0])) {
+      flow_path = pos[0];
+      if (pos.size() > 1) request.step = pos[1];
+    } else {
+      if (pos.size() > 1) {
+        std::cerr << fmt::format("mflow: error: resume: flow file '{}' not found\n", pos[0]);
+        return base::ExitCode::kUsage;
+      }
+      if (!pos.empty()) request.step = pos[0];
+    }
+    if (flow_path.empty()) {
+      // No flow file given: take it from the origin run (or the newest run of any flow).
+      auto store = store::Datastore::open(resolve_datastore(state->flags.datastore), false);
+      if (!store.ok()) {
+        std::cerr << "mflow: error: " << store.status().message() << "\n";
+        return base::ExitCode::kEnvironment;
+      }
+      base::Result<store::RunInfo> origin = base::Status::not_found("no runs");
+      if (!request.origin_run_id.empty()) {
+        origin = store->read_run(request.origin_run_id);
+      } else {
+        auto runs = store->list_runs();
+        if (runs.ok() && !runs->empty()) origin = runs->back();
+      }
+      if (!origin.ok()) {
+        std::cerr << fmt::format("mflow: error: resume: {}; give the flow file and "
+                                 "--origin-run-id (see `mflow runs`)\n",
+                                 origin.status().message());
+        return base::ExitCode::kUsage;
+      }
+      flow_path = origin->flow_file;
+      request.origin_run_id = origin->run_id;
+    }
+    return execute_flow(flow_path, state->flags, request, global.verbosity);
+  }});
 }
 
 }  // namespace mflow::cli

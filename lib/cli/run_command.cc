@@ -1,12 +1,21 @@
-// PLACEHOLDER until the owning work lands; replaced wholesale by the real command.
+// `mflow run FLOW`: a new run of a flow.
 #include "cli/command.h"
+#include "cli/run_support.h"
 
 namespace mflow::cli {
 
-void add_run_command(CLI::App& root, const GlobalOptions&, Commands& out) {
-  auto* app = root.add_subcommand("run", "(not built yet)");
-  app->allow_extras();
-  out.push_back({app, [] { return base::ExitCode::kInternal; }});
+void add_run_command(CLI::App& root, const GlobalOptions& global, Commands& out) {
+  struct State {
+    std::string flow;
+    RunFlags flags;
+  };
+  auto state = std::make_shared<State>();
+  auto* app = root.add_subcommand("run", "Run a flow: every step as a local process or a Kubernetes Job");
+  app->add_option("FLOW", state->flow, "Flow file (.yaml, .yml or .toml)")->required();
+  add_run_flags(*app, state->flags);
+  out.push_back({app, [state, &global] {
+                   return execute_flow(state->flow, state->flags, std::nullopt, global.verbosity);
+                 }});
 }
 
 }  // namespace mflow::cli

@@ -93,6 +93,8 @@ Scheduler::Scheduler(const graph::Graph& graph, store::Datastore& store,
   summary_.flow_file = run.flow_file;
 }
 
+Scheduler::~Scheduler() = default;
+
 std::string Scheduler::key_of(TaskIndex i) const {
   const auto& t = plan_.task(i);
   return graph_.node(t.step).name() + "/" + t.id;

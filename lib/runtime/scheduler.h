@@ -52,6 +52,9 @@ class Scheduler {
   Scheduler(const graph::Graph& graph, store::Datastore& store, const store::RunInfo& run,
             exec::Executor& local, exec::Executor* kubernetes, Reporter& reporter,
             SchedulerOptions options);
+  ~Scheduler();
+  Scheduler(const Scheduler&) = delete;
+  Scheduler& operator=(const Scheduler&) = delete;
 
   /// Runs the flow to completion, failure or interrupt. Never throws for task failures.
   RunSummary run();

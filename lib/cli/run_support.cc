@@ -1,0 +1,354 @@
+#include "cli/run_support.h"
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+
+#include <fmt/core.h>
+#include <nlohmann/json.hpp>
+
+#include "base/file_util.h"
+#include "base/signals.h"
+#include "base/strings.h"
+#include "exec/local_executor.h"
+#include "graph/graph.h"
+#include "runtime/console_reporter.h"
+#include "runtime/machine.h"
+#include "runtime/scheduler.h"
+#include "spec/loader.h"
+#include "store/datastore.h"
+
+namespace mflow::cli {
+
+using base::ExitCode;
+
+void add_run_flags(CLI::App& app, RunFlags& flags) {
+  app.add_option("--param,-p", flags.params, "Set a flow parameter, NAME=VALUE (repeatable)");
+  app.add_option("--datastore", flags.datastore,
+                 "Datastore directory (default $MFLOW_DATASTORE or ./.mflow)");
+  app.add_option("--max-workers", flags.max_workers, "Most tasks running at once")
+      ->check(CLI::Range(1, 100000))
+      ->capture_default_str();
+  app.add_option("--max-num-splits", flags.max_num_splits,
+                 "Fail a foreach that would fan out into more splits than this")
+      ->check(CLI::Range(int64_t{0}, int64_t{100000000}))
+      ->capture_default_str();
+  app.add_option("--with", flags.with,
+                 "Run steps elsewhere: kubernetes[:cpu=4,memory=10000,namespace=...,image=...]");
+  app.add_option("--local-cpus", flags.local_cpus,
+                 "CPUs local tasks may request in total (default: this machine's)")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--local-memory", flags.local_memory_mb,
+                 "Memory (MB) local tasks may request in total (default: this machine's)")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--local-gpus", flags.local_gpus,
+                 "GPUs local tasks may use (default: detected, or $MFLOW_LOCAL_GPUS)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--kill-grace", flags.kill_grace_seconds,
+                 "Seconds between SIGTERM and SIGKILL when stopping a task")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  app.add_flag("-q,--quiet", flags.quiet, "Only task output, failures and the summary");
+  app.add_option("--run-id-file", flags.run_id_file, "Write the new run's id to this file");
+  app.add_option("--summary-json", flags.summary_json,
+                 "Write a machine-readable summary of the run to this file");
+}
+
+std::string resolve_datastore(const std::string& flag) {
+  std::string root = flag;
+  if (root.empty()) {
+    const char* env = std::getenv("MFLOW_DATASTORE");
+    root = env && *env ? env : ".mflow";
+  }
+  std::error_code ec;
+  auto abs = std::filesystem::absolute(root, ec);
+  return ec ? root : abs.lexically_normal().string();
+}
+
+namespace {
+
+base::Result<std::string> canonical_value(const spec::Parameter& p, const std::string& text,
+                                          const std::string& where) {
+  auto bad = [&](const char* what) {
+    return base::Status::invalid(fmt::format("{}: parameter '{}' expects {}, got '{}'", where,
+                                             p.name, what, text));
+  };
+  switch (p.type) {
+    case spec::ParamType::kString:
+      return text;
+    case spec::ParamType::kInteger: {
+      errno = 0;
+      char* end = nullptr;
+      long long v = std::strtoll(text.c_str(), &end, 10);
+      if (text.empty() || *end != '\0' || errno == ERANGE) return bad("an integer");
+      return std::to_string(v);
+    }
+    case spec::ParamType::kNumber: {
+      char* end = nullptr;
+      double v = std::strtod(text.c_str(), &end);
+      if (text.empty() || *end != '\0' || !std::isfinite(v)) return bad("a number");
+      return text;
+    }
+    case spec::ParamType::kBoolean: {
+      std::string l;
+      for (char c : text) l += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      if (l == "true" || l == "1" || l == "yes") return std::string("true");
+      if (l == "false" || l == "0" || l == "no") return std::string("false");
+      return bad("a boolean (true/false)");
+    }
+    case spec::ParamType::kJson: {
+      auto j = nlohmann::json::parse(text, nullptr, false);
+      if (j.is_discarded()) return bad("a JSON value");
+      return j.dump();
+    }
+  }
+  return bad("a value");
+}
+
+}  // namespace
+
+base::Result<std::map<std::string, std::string>> resolve_params(
+    const spec::Flow& flow, const std::vector<std::string>& assignments,
+    const std::map<std::string, std::string>& base) {
+  std::map<std::string, std::string> given;
+  std::vector<std::string> names;
+  for (const auto& p : flow.parameters) names.push_back(p.name);
+  for (const auto& a : assignments) {
+    auto eq = a.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      return base::Status::invalid(
+          fmt::format("--param '{}': expected NAME=VALUE, e.g. --param size=100", a));
+    }
+    std::string name = a.substr(0, eq);
+    const spec::Parameter* decl = nullptr;
+    for (const auto& p : flow.parameters) {
+      if (p.name == name) decl = &p;
+    }
+    if (!decl) {
+      std::string hint = base::closest_match(name, names);
+      return base::Status::invalid(fmt::format(
+          "--param {}: flow '{}' has no parameter '{}'{}", a, flow.name, name,
+          hint.empty() ? (names.empty() ? std::string(" (it declares none)")
+                                        : " (it declares: " + base::join(names, ", ") + ")")
+                       : "; did you mean '" + hint + "'?"));
+    }
+    auto v = canonical_value(*decl, a.substr(eq + 1), "--param " + a);
+    if (!v.ok()) return v.status();
+    given[name] = v.value();
+  }
+  std::map<std::string, std::string> out;
+  for (const auto& p : flow.parameters) {
+    if (auto it = given.find(p.name); it != given.end()) {
+      out[p.name] = it->second;
+    } else if (auto b = base.find(p.name); b != base.end()) {
+      out[p.name] = b->second;
+    } else if (p.default_value) {
+      out[p.name] = *p.default_value;
+    } else if (p.required) {
+      return base::Status::invalid(fmt::format(
+          "parameter '{}' is required: pass --param {}=VALUE{}", p.name, p.name,
+          p.help.empty() ? "" : " (" + p.help + ")"));
+    }
+  }
+  return out;
+}
+
+namespace {
+
+void print_status_error(const base::Status& s) {
+  std::cerr << "mflow: error: " << s.message() << "\n";
+}
+
+ExitCode write_summary_json(const std::string& path, const runtime::RunSummary& s,
+                            const std::string& status) {
+  nlohmann::json j;
+  j["run_id"] = s.run_id;
+  j["flow"] = s.flow;
+  j["status"] = status;
+  j["tasks"] = {{"succeeded", s.tasks_succeeded}, {"reused", s.tasks_reused},
+                {"failed", s.tasks_failed}};
+  j["elapsed_ms"] = s.elapsed.count();
+  j["failures"] = nlohmann::json::array();
+  for (const auto& f : s.failures) {
+    j["failures"].push_back({{"step", f.step},
+                             {"task", f.task_id},
+                             {"attempt", f.attempt},
+                             {"outcome", exec::to_string(f.outcome)},
+                             {"exit_code", f.exit_code},
+                             {"reason", f.reason},
+                             {"logs", fmt::format("mflow logs {}/{}/{}", s.run_id, f.step, f.task_id)}});
+  }
+  if (auto st = base::write_file_atomic(path, j.dump(2) + "\n"); !st.ok()) {
+    print_status_error(st.with_context("--summary-json"));
+    return ExitCode::kEnvironment;
+  }
+  return ExitCode::kOk;
+}
+
+}  // namespace
+
+base::ExitCode execute_flow(const std::string& flow_path, const RunFlags& flags,
+                            const std::optional<ResumeRequest>& resume, int verbosity) {
+  (void)verbosity;
+  // Phase 1: load, validate and lint the flow.
+  if (std::error_code ec; !std::filesystem::is_regular_file(flow_path, ec)) {
+    std::cerr << fmt::format("mflow: error: flow file '{}' not found (give a .yaml, .yml or "
+                             ".toml flow file)\n", flow_path);
+    return ExitCode::kUsage;
+  }
+  spec::Diagnostics diags;
+  auto flow = spec::load_flow_file(flow_path, &diags);
+  std::optional<graph::Graph> graph;
+  if (flow) graph = graph::Graph::build(*flow, &diags);
+  diags.sort_and_dedupe();
+  std::cerr << diags.format_all();
+  if (!graph || diags.has_errors()) {
+    if (flow || diags.has_errors()) return ExitCode::kInvalidFlow;
+    return ExitCode::kUsage;
+  }
+
+  // Phase 2: open the datastore and find the origin run when resuming.
+  std::string root = resolve_datastore(flags.datastore);
+  auto store = store::Datastore::open(root, /*create=*/true);
+  if (!store.ok()) {
+    print_status_error(store.status());
+    return ExitCode::kEnvironment;
+  }
+  runtime::SchedulerOptions options;
+  std::map<std::string, std::string> base_params;
+  if (resume) {
+    auto origin = resume->origin_run_id.empty() ? store->latest_run(graph->flow().name)
+                                                : store->read_run(resume->origin_run_id);
+    if (!origin.ok()) {
+      print_status_error(origin.status().with_context(
+          resume->origin_run_id.empty() ? "resume: no run of flow '" + graph->flow().name + "' to resume"
+                                        : "--origin-run-id " + resume->origin_run_id));
+      return ExitCode::kUsage;
+    }
+    if (origin->flow != graph->flow().name) {
+      std::cerr << fmt::format(
+          "mflow: error: --origin-run-id {}: that run is of flow '{}', not '{}'\n",
+          origin->run_id, origin->flow, graph->flow().name);
+      return ExitCode::kUsage;
+    }
+    auto tasks = store->list_tasks(origin->run_id);
+    if (!tasks.ok()) {
+      print_status_error(tasks.status());
+      return ExitCode::kEnvironment;
+    }
+    for (auto& t : tasks.value()) options.origin_tasks[t.step + "/" + t.task_id] = std::move(t);
+    options.origin_run_id = origin->run_id;
+    base_params = origin->params;
+    if (!resume->step.empty()) {
+      auto node = graph->find(resume->step);
+      if (!node) {
+        std::vector<std::string> names;
+        for (const auto& n : graph->nodes()) names.push_back(n.name());
+        std::string hint = base::closest_match(resume->step, names);
+        std::cerr << fmt::format("mflow: error: resume: flow '{}' has no step '{}'{}\n",
+                                 graph->flow().name, resume->step,
+                                 hint.empty() ? "" : "; did you mean '" + hint + "'?");
+        return ExitCode::kUsage;
+      }
+      for (size_t n : graph->downstream(*node)) options.force_rerun.insert(n);
+    }
+  }
+
+  // Phase 3: parameters, routing and the local preflight.
+  auto params = resolve_params(graph->flow(), flags.params, base_params);
+  if (!params.ok()) {
+    print_status_error(params.status());
+    return ExitCode::kUsage;
+  }
+  options.params = params.value();
+  options.max_workers = flags.max_workers;
+  options.max_num_splits = flags.max_num_splits;
+  runtime::Machine machine = runtime::detect_machine();
+  if (flags.local_cpus > 0) machine.cpus = flags.local_cpus;
+  if (flags.local_memory_mb > 0) machine.memory_mb = flags.local_memory_mb;
+  if (flags.local_gpus >= 0) machine.gpus = flags.local_gpus;
+  options.capacity = machine;
+  bool kubernetes_all = false;
+  for (const auto& w : flags.with) {
+    if (w == "kubernetes" || base::starts_with(w, "kubernetes:")) {
+      kubernetes_all = true;
+    } else {
+      std::cerr << fmt::format("mflow: error: --with {}: unknown target; the one supported is "
+                               "`kubernetes[:key=value,...]`\n", w);
+      return ExitCode::kUsage;
+    }
+  }
+  for (const auto& node : graph->nodes()) {
+    options.on_kubernetes.push_back(kubernetes_all || node.step->kubernetes.has_value());
+  }
+  auto problems = runtime::preflight(*graph, machine, options.on_kubernetes);
+  if (!problems.empty()) {
+    for (const auto& p : problems) std::cerr << "mflow: error: " << p << "\n";
+    return ExitCode::kEnvironment;
+  }
+  bool any_kubernetes = std::find(options.on_kubernetes.begin(), options.on_kubernetes.end(),
+                                  true) != options.on_kubernetes.end();
+  if (any_kubernetes) {
+    std::cerr << "mflow: error: this build cannot run steps on Kubernetes yet\n";
+    return ExitCode::kKubernetes;
+  }
+
+  // Phase 4: create the run and its executors.
+  store::RunInfo info;
+  info.flow = graph->flow().name;
+  std::error_code ec;
+  info.flow_file = std::filesystem::absolute(flow_path, ec).lexically_normal().string();
+  info.started = std::chrono::system_clock::now();
+  info.params = options.params;
+  info.origin_run_id = options.origin_run_id;
+  store::RunLock lock;
+  auto run = store->create_run(info, &lock);
+  if (!run.ok()) {
+    print_status_error(run.status());
+    return ExitCode::kEnvironment;
+  }
+  if (!flags.run_id_file.empty()) {
+    if (auto s = base::write_file_atomic(flags.run_id_file, run->run_id + "\n"); !s.ok()) {
+      print_status_error(s.with_context("--run-id-file"));
+    }
+  }
+  base::install_interrupt_handlers();
+  runtime::ConsoleReporter reporter(stdout, stderr, flags.quiet);
+  exec::LocalExecutorOptions local_options;
+  local_options.kill_grace = std::chrono::seconds(flags.kill_grace_seconds);
+  local_options.wake_fds.push_back(base::interrupt_fd());
+  exec::LocalExecutor local(reporter, local_options);
+  options.interrupted = [] { return base::interrupted(); };
+  options.acknowledge_interrupt = [] { base::acknowledge_interrupt(); };
+
+  // Phase 5: run, then record the outcome.
+  runtime::Scheduler scheduler(*graph, store.value(), run.value(), local, nullptr, reporter,
+                               std::move(options));
+  runtime::RunSummary summary = scheduler.run();
+  store::RunInfo final_info = run.value();
+  final_info.finished = std::chrono::system_clock::now();
+  ExitCode code = summary.succeeded    ? ExitCode::kOk
+                  : summary.interrupted ? ExitCode::kInterrupted
+                                        : ExitCode::kTaskFailed;
+  final_info.status = summary.succeeded    ? store::RunStatus::kSucceeded
+                      : summary.interrupted ? store::RunStatus::kInterrupted
+                                            : store::RunStatus::kFailed;
+  final_info.exit_code = base::to_int(code);
+  if (auto s = store->write_run(final_info); !s.ok()) {
+    print_status_error(s);
+    return ExitCode::kEnvironment;
+  }
+  if (!flags.summary_json.empty()) {
+    if (write_summary_json(flags.summary_json, summary, store::to_string(final_info.status)) !=
+        ExitCode::kOk) {
+      return ExitCode::kEnvironment;
+    }
+  }
+  return code;
+}
+
+}  // namespace mflow::cli

@@ -1,0 +1,59 @@
+// What `mflow run` and `mflow resume` share: their flags, parameter resolution, routing of
+// steps to Kubernetes, preflight, the datastore, the executors and the scheduler. Both
+// commands are thin wrappers around execute_flow(). CLI11 stays in cli/.
+#pragma once
+
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include "base/exit_code.h"
+#include "base/status.h"
+#include "spec/flow.h"
+
+namespace mflow::cli {
+
+struct RunFlags {
+  std::string datastore;  // --datastore, else $MFLOW_DATASTORE, else ./.mflow
+  int max_workers = 16;
+  int64_t max_num_splits = 100;
+  std::vector<std::string> params;  // --param NAME=VALUE
+  std::vector<std::string> with;    // --with kubernetes[:k=v,...]
+  double local_cpus = 0;            // 0: detect
+  int64_t local_memory_mb = 0;      // 0: detect
+  int64_t local_gpus = -1;          // -1: detect
+  bool quiet = false;
+  bool dry_run = false;
+  std::string kubernetes_context;
+  std::string run_id_file;
+  std::string summary_json;
+  int kill_grace_seconds = 10;
+};
+
+/// Registers the flags above on `app`.
+void add_run_flags(CLI::App& app, RunFlags& flags);
+
+/// Resume request: which run to reuse tasks from and which step (if any) to re-run from.
+struct ResumeRequest {
+  std::string origin_run_id;  // empty: the latest run of the flow
+  std::string step;           // empty: re-run from the failure point
+};
+
+/// Loads, lints, checks and runs `flow_path` (a new run; with `resume`, reusing the origin
+/// run's successful tasks). Prints diagnostics and the summary; returns the exit code.
+base::ExitCode execute_flow(const std::string& flow_path, const RunFlags& flags,
+                            const std::optional<ResumeRequest>& resume, int verbosity);
+
+/// The datastore root from a flag value, $MFLOW_DATASTORE, or ./.mflow.
+std::string resolve_datastore(const std::string& flag);
+
+/// Turns --param values into name -> canonical text for each declared parameter, applying
+/// defaults; `base` supplies values to keep (resume keeps the origin's). Errors name the flag.
+base::Result<std::map<std::string, std::string>> resolve_params(
+    const spec::Flow& flow, const std::vector<std::string>& assignments,
+    const std::map<std::string, std::string>& base);
+
+}  // namespace mflow::cli
