@@ -96,6 +96,12 @@ class Linter {
   size_t start_ = kNone;
   size_t end_ = kNone;
   std::vector<std::vector<size_t>> children_;
+  // Steps with a `next` problem already reported (missing, unknown or dropped entries): what
+  // leads only to them is not reported again as "never reaches end".
+  std::vector<char> broken_;
+  // Steps named by a did-you-mean: their "not reachable" (and that of what follows them) is
+  // the same typo, not reported again.
+  std::vector<char> guessed_;
   // Incoming edges of each step as (parent, index into the parent's `next`), in file order.
   std::vector<std::vector<std::pair<size_t, size_t>>> in_edges_;
   std::vector<size_t> topo_;
@@ -150,7 +156,15 @@ void Linter::index_steps() {
     structure_ok_ = false;
   }
   if (end_ == kNone) {
-    error(flow_.name_pos, "the flow has no `end` step", "every flow finishes at a step named `end`",
+    std::vector<std::string> last;
+    for (size_t i = 0; i < n_ && last.size() < 3; ++i) {
+      if (step(i).next.empty()) last.push_back("'" + name(i) + "'");
+    }
+    error(flow_.name_pos, "the flow has no `end` step",
+          last.empty() ? std::string("every flow finishes at a step named `end`")
+                       : fmt::format("every flow finishes at a step named `end`; rename {} "
+                                     "(which has no `next`) to `end`",
+                                     base::join(last, " or ")),
           "/steps");
     structure_ok_ = false;
   }
@@ -159,6 +173,8 @@ void Linter::index_steps() {
 void Linter::resolve_edges() {
   children_.assign(n_, {});
   in_edges_.assign(n_, {});
+  broken_.assign(n_, 0);
+  guessed_.assign(n_, 0);
   std::vector<std::string> names;
   for (size_t i = 0; i < n_; ++i) {
     const auto& s = step(i);
@@ -177,6 +193,9 @@ void Linter::resolve_edges() {
       continue;
     }
     if (s.next.empty()) {
+      broken_[i] = 1;
+      // Without an `end`, the steps lacking `next` are named in that error's hint instead.
+      if (end_ == kNone) continue;
       error(s.pos, fmt::format("step '{}' has no `next`; every step except `end` needs one",
                                s.name),
             "add `next: end` or the name of the step that follows", "/steps/" + s.name);
@@ -199,6 +218,8 @@ void Linter::resolve_edges() {
           for (size_t j = 0; j < n_; ++j) names.push_back(name(j));
         }
         std::string guess = base::closest_match(target, names);
+        if (!guess.empty()) guessed_[index_.at(guess)] = 1;
+        broken_[i] = 1;
         error(next_pos(i, k),
               fmt::format("step '{}' has next '{}', but there is no step named '{}'", s.name,
                           target, target),
@@ -210,12 +231,14 @@ void Linter::resolve_edges() {
       }
       if (std::find(s.next.begin(), s.next.begin() + static_cast<long>(k), target) !=
           s.next.begin() + static_cast<long>(k)) {
+        broken_[i] = 1;
         error(next_pos(i, k), fmt::format("step '{}' lists '{}' twice in `next`", s.name, target),
               "each branch of a split must be a different step", next_pointer(i, k));
         structure_ok_ = false;
         continue;
       }
       if (it->second == start_) {
+        broken_[i] = 1;
         error(next_pos(i, k), fmt::format("step '{}' has next 'start'; nothing may lead back "
                                           "to `start`", s.name),
               "`start` is where every run begins; point `next` at another step",
@@ -279,10 +302,9 @@ void Linter::check_cycles() {
 
 void Linter::check_reachability() {
   if (start_ == kNone || end_ == kNone) return;
-  auto sweep = [&](size_t from, bool forward) {
+  auto sweep = [&](std::vector<size_t> queue, bool forward) {
     std::vector<char> seen(n_, 0);
-    std::vector<size_t> queue{from};
-    seen[from] = 1;
+    for (size_t q : queue) seen[q] = 1;
     while (!queue.empty()) {
       size_t u = queue.back();
       queue.pop_back();
@@ -304,14 +326,26 @@ void Linter::check_reachability() {
     }
     return seen;
   };
-  std::vector<char> from_start = sweep(start_, true);
-  std::vector<char> to_end = sweep(end_, false);
+  std::vector<char> from_start = sweep({start_}, true);
+  std::vector<char> to_end = sweep({end_}, false);
+  std::vector<size_t> broken;
   for (size_t i = 0; i < n_; ++i) {
-    if (!from_start[i]) {
+    if (broken_[i]) broken.push_back(i);
+  }
+  std::vector<char> to_broken = sweep(std::move(broken), false);
+  std::vector<size_t> guessed;
+  for (size_t i = 0; i < n_; ++i) {
+    if (guessed_[i]) guessed.push_back(i);
+  }
+  std::vector<char> from_guessed = sweep(std::move(guessed), true);
+  for (size_t i = 0; i < n_; ++i) {
+    if (!from_start[i] && from_guessed[i]) {
+      structure_ok_ = false;
+    } else if (!from_start[i]) {
       error(step(i).pos, fmt::format("step '{}' is not reachable from `start`", name(i)),
             "list it in the `next` of a step that runs, or delete it", "/steps/" + name(i));
       structure_ok_ = false;
-    } else if (!to_end[i]) {
+    } else if (!to_end[i] && !to_broken[i]) {
       error(step(i).pos, fmt::format("step '{}' never reaches `end`", name(i)),
             "every path through the flow must finish at `end`: give it a `next` that leads "
             "there",

@@ -36,7 +36,6 @@ const char* fan_in_name(FanIn f) {
 // What the step does to the graph's shape, e.g. "branch, join of 'start'".
 std::string kind_of(const Graph& g, const Node& node) {
   std::vector<std::string> kinds;
-  if (node.index == g.start()) kinds.push_back("start");
   if (node.fan_in == FanIn::kStatic) {
     kinds.push_back(fmt::format("join of '{}'", g.node(*node.split_of_join).name()));
   } else if (node.fan_in == FanIn::kForeach) {
@@ -45,7 +44,7 @@ std::string kind_of(const Graph& g, const Node& node) {
   switch (node.fan_out) {
     case FanOut::kStaticSplit: kinds.push_back("branch"); break;
     case FanOut::kForeach: kinds.push_back(fmt::format("foreach over '{}'", node.step->foreach)); break;
-    case FanOut::kEnd: kinds.push_back("end"); break;
+    case FanOut::kEnd:
     case FanOut::kLinear: break;
   }
   return base::join(kinds, ", ");

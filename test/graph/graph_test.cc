@@ -122,6 +122,22 @@ TEST_CASE("an unknown next is reported at the entry with a did-you-mean", "[grap
   CHECK(d.hint == "did you mean 'train'?");
   CHECK(d.file == "flow.yaml");
   CHECK(d.json_pointer == "/steps/start/next");
+  // The typo is the one problem: train is not also "unreachable", start not "stuck".
+  INFO(diags.format_all());
+  CHECK(diags.items().size() == 1);
+}
+
+TEST_CASE("a missing next is not reported again upstream as never reaching end", "[graph]") {
+  auto diags = build_bad({step("start", {"a", "b"}), step("a", {}), step("b", {"j"}),
+                          step("j", {"end"}), step("end", {})});
+  find(diags, "step 'a' has no `next`");
+  CHECK(diags.items().size() == 1);
+}
+
+TEST_CASE("without an end, the steps lacking next are named in the hint", "[graph]") {
+  auto diags = build_bad({step("start", {"finish"}), step("finish", {})});
+  CHECK(diags.items().size() == 1);
+  CHECK(find(diags, "no `end` step").hint.find("rename 'finish'") != std::string::npos);
 }
 
 TEST_CASE("an unknown next far from every name gets no guess", "[graph]") {
