@@ -303,10 +303,12 @@ void print_failure(const exec::MapFailure& f, const std::vector<std::string>& co
 
 ExitCode run_map(MapOptions& o) {
   // Phase 1: validate the command line and load the items.
-  if (auto sep = std::find(o.command.begin(), o.command.end(), ":::"); sep != o.command.end()) {
-    o.items.assign(sep + 1, o.command.end());
+  // The items follow the LAST ":::", so a nested `mflow map ... ::: ...` stays in the command.
+  if (auto sep = std::find(o.command.rbegin(), o.command.rend(), ":::"); sep != o.command.rend()) {
+    auto at = sep.base() - 1;
+    o.items.assign(at + 1, o.command.end());
     o.items_given = true;
-    o.command.erase(sep, o.command.end());
+    o.command.erase(at, o.command.end());
   }
   int sources = (o.items_given ? 1 : 0) + (o.items_json.empty() ? 0 : 1) +
                 (o.items_lines.empty() ? 0 : 1) + (o.stdin_lines ? 1 : 0);
