@@ -130,7 +130,7 @@ std::string type_phrase(const std::string& type) {
   if (type == "integer") return "an integer";
   if (type == "number") return "a number";
   if (type == "boolean") return "true or false";
-  if (type == "object") return "a map of keys";
+  if (type == "object") return "a map";
   if (type == "array") return "a list";
   if (type == "null") return "empty";
   return type;
@@ -154,8 +154,16 @@ std::string expected_types(const json& schema) {
   if (!schema.contains("type")) return "a value";
   const json& type = schema["type"];
   if (type.is_string()) return type_phrase(type.get<std::string>());
+  std::vector<std::string> names;
+  for (const auto& t : type) names.push_back(t.get<std::string>());
+  // "a number" already covers integers.
+  if (std::find(names.begin(), names.end(), "number") != names.end()) {
+    names.erase(std::remove(names.begin(), names.end(), "integer"), names.end());
+  }
   std::vector<std::string> phrases;
-  for (const auto& t : type) phrases.push_back(type_phrase(t.get<std::string>()));
+  for (const auto& name : names) {
+    phrases.push_back(name == "boolean" && names.size() > 1 ? "a boolean" : type_phrase(name));
+  }
   if (phrases.size() == 1) return phrases[0];
   std::string last = phrases.back();
   phrases.pop_back();
