@@ -333,17 +333,51 @@ void Linter::check_reachability() {
     if (broken_[i]) broken.push_back(i);
   }
   std::vector<char> to_broken = sweep(std::move(broken), false);
-  std::vector<size_t> guessed;
+  // Unreachable steps: report the first step of each unreachable region, with how many steps
+  // follow it, rather than every step in it. What follows a guessed typo target is the typo's
+  // consequence, and so is an unreachable `end` when some step lost its `next`.
+  std::vector<char> covered(n_, 0);
+  bool any_broken = std::find(broken_.begin(), broken_.end(), 1) != broken_.end();
+  auto cover = [&](size_t root) {
+    size_t count = 0;
+    std::vector<size_t> queue{root};
+    covered[root] = 1;
+    while (!queue.empty()) {
+      size_t u = queue.back();
+      queue.pop_back();
+      ++count;
+      for (size_t v : children_[u]) {
+        if (!from_start[v] && !covered[v]) {
+          covered[v] = 1;
+          queue.push_back(v);
+        }
+      }
+    }
+    return count - 1;
+  };
   for (size_t i = 0; i < n_; ++i) {
-    if (guessed_[i]) guessed.push_back(i);
+    if (!from_start[i] && !covered[i] && (guessed_[i] || (i == end_ && any_broken))) cover(i);
   }
-  std::vector<char> from_guessed = sweep(std::move(guessed), true);
+  auto report_unreachable = [&](size_t i) {
+    size_t after = cover(i);
+    error(step(i).pos,
+          after == 0 ? fmt::format("step '{}' is not reachable from `start`", name(i))
+                     : fmt::format("step '{}' is not reachable from `start` (nor {} step{} "
+                                   "after it)",
+                                   name(i), after, after == 1 ? "" : "s"),
+          "list it in the `next` of a step that runs, or delete it", "/steps/" + name(i));
+  };
   for (size_t i = 0; i < n_; ++i) {
-    if (!from_start[i] && from_guessed[i]) {
-      structure_ok_ = false;
-    } else if (!from_start[i]) {
-      error(step(i).pos, fmt::format("step '{}' is not reachable from `start`", name(i)),
-            "list it in the `next` of a step that runs, or delete it", "/steps/" + name(i));
+    if (from_start[i] || covered[i]) continue;
+    bool root = std::none_of(in_edges_[i].begin(), in_edges_[i].end(),
+                             [&](const auto& e) { return !from_start[e.first]; });
+    if (root) report_unreachable(i);
+  }
+  for (size_t i = 0; i < n_; ++i) {  // regions without a root: unreachable cycles
+    if (!from_start[i] && !covered[i]) report_unreachable(i);
+  }
+  for (size_t i = 0; i < n_; ++i) {
+    if (!from_start[i]) {
       structure_ok_ = false;
     } else if (!to_end[i] && !to_broken[i]) {
       error(step(i).pos, fmt::format("step '{}' never reaches `end`", name(i)),

@@ -127,6 +127,27 @@ TEST_CASE("an unknown next is reported at the entry with a did-you-mean", "[grap
   CHECK(diags.items().size() == 1);
 }
 
+TEST_CASE("an unreachable region is reported once, at its first step", "[graph]") {
+  auto orphan = step("orphan", {"orphan2"});
+  auto diags = build_bad({step("start", {"end"}), step("orphan2", {"orphan3"}),
+                          step("orphan3", {"end"}), orphan, step("end", {})});
+  CHECK(diags.items().size() == 1);
+  const auto& d = find(diags, "step 'orphan' is not reachable from `start` (nor 2 steps after it)");
+  CHECK(d.pos.line == orphan.pos.line);
+  // An unreachable cycle has no first step: it is reported at one of its steps, and as a cycle.
+  auto d2 = build_bad({step("start", {"end"}), step("x", {"y"}), step("y", {"x", "end"}),
+                       step("end", {})});
+  find(d2, "step 'x' is not reachable from `start` (nor 1 step after it)");
+  find(d2, "cycle: x -> y -> x");
+  CHECK(d2.items().size() == 2);
+}
+
+TEST_CASE("a missing next is not reported again as an unreachable end", "[graph]") {
+  auto diags = build_bad({step("start", {"middle"}), step("middle", {}), step("end", {})});
+  find(diags, "step 'middle' has no `next`");
+  CHECK(diags.items().size() == 1);
+}
+
 TEST_CASE("a missing next is not reported again upstream as never reaching end", "[graph]") {
   auto diags = build_bad({step("start", {"a", "b"}), step("a", {}), step("b", {"j"}),
                           step("j", {"end"}), step("end", {})});
