@@ -437,6 +437,7 @@ Result<RunInfo> Datastore::latest_run(const std::string& flow) const {
     auto run = read_run(*it);
     if (run.ok() && (flow.empty() || run->flow == flow)) return run;
   }
+  if (flow.empty()) return Status::not_found(fmt::format("no runs in datastore {}", root_));
   return Status::not_found(fmt::format("no run of flow '{}' in datastore {}", flow, root_));
 }
 

@@ -68,8 +68,12 @@ std::map<std::string, std::string> get_string_map(const json& obj, const char* k
   return out;
 }
 
-json artifacts_to_json(const ArtifactMap& m) {
-  json out = json::object();
+// Records are written with their keys in declaration order ("format" first) for people
+// reading them; readers do not depend on the order.
+using ordered_json = nlohmann::ordered_json;
+
+ordered_json artifacts_to_json(const ArtifactMap& m) {
+  ordered_json out = ordered_json::object();
   for (const auto& [name, ref] : m) out[name] = {{"sha256", ref.sha256}, {"size", ref.size}};
   return out;
 }
@@ -91,8 +95,8 @@ ArtifactMap get_artifacts(const json& obj, const char* key) {
   return out;
 }
 
-json time_or_null(const std::optional<Clock::time_point>& t) {
-  return t ? json(format_time(*t)) : json(nullptr);
+ordered_json time_or_null(const std::optional<Clock::time_point>& t) {
+  return t ? ordered_json(format_time(*t)) : ordered_json(nullptr);
 }
 
 // Checks the record's own version: older versions this build knows are accepted, newer are
@@ -220,7 +224,7 @@ bool parse_task_status(std::string_view text, TaskStatus* out) {
 }
 
 std::string run_to_json(const RunInfo& run) {
-  json j = {
+  ordered_json j = {
       {"format", kFormatVersion},
       {"run_id", run.run_id},
       {"flow", run.flow},
@@ -261,7 +265,7 @@ base::Result<RunInfo> run_from_json(std::string_view text, const std::string& pa
 }
 
 std::string task_to_json(const TaskRecord& task) {
-  json attempts = json::array();
+  ordered_json attempts = ordered_json::array();
   for (const auto& a : task.attempts) {
     attempts.push_back({
         {"attempt", a.attempt},
@@ -276,7 +280,7 @@ std::string task_to_json(const TaskRecord& task) {
         {"executor", a.executor},
     });
   }
-  json j = {
+  ordered_json j = {
       {"format", kFormatVersion},
       {"run_id", task.run_id},
       {"step", task.step},
@@ -289,7 +293,7 @@ std::string task_to_json(const TaskRecord& task) {
       {"resources", task.resources},
       {"outputs", artifacts_to_json(task.outputs)},
       {"view", artifacts_to_json(task.view)},
-      {"num_splits", task.num_splits ? json(*task.num_splits) : json(nullptr)},
+      {"num_splits", task.num_splits ? ordered_json(*task.num_splits) : ordered_json(nullptr)},
       {"reused_from", task.reused_from},
   };
   // Compact: a run may hold 10,000 of these and only tools read them.

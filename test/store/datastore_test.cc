@@ -197,7 +197,7 @@ TEST_CASE_METHOD(StoreFixture, "runs round-trip and list in order", "[store]") {
   CHECK_FALSE(back->finished.has_value());
   CHECK(back->params == std::map<std::string, std::string>{{"size", "10"}});
   CHECK(back->command == "mflow run alpha.yaml");
-  CHECK_THAT(slurp(root + "/runs/1/run.json"), Catch::Contains("\"format\": 1"));
+  CHECK_THAT(slurp(root + "/runs/1/run.json"), Catch::StartsWith("{\n  \"format\": 1,"));
   CHECK_THAT(slurp(root + "/runs/1/run.json"),
              Catch::Contains("\"started\": \"2026-11-23T02:43:39.689Z\""));
 
@@ -249,6 +249,9 @@ TEST_CASE_METHOD(StoreFixture, "bad run ids never escape the datastore", "[store
     CHECK(r.status().code() == base::StatusCode::kNotFound);
     CHECK_THAT(r.status().message(), Catch::Contains("not a run id"));
   }
+  auto empty = ds.latest_run("");
+  REQUIRE_FALSE(empty.ok());
+  CHECK_THAT(empty.status().message(), Catch::Contains("no runs in datastore " + root));
   auto missing = ds.read_run("42");
   REQUIRE_FALSE(missing.ok());
   CHECK_THAT(missing.status().message(), Catch::Contains("no run 42"));
