@@ -236,14 +236,18 @@ void Scheduler::launch(TaskIndex i, std::unique_ptr<Active> owned) {
   bool first_attempt = a.record.attempts.empty();
 
   if (first_attempt) {
-    // The inputs: one parent's view, or for a join the split's view plus every artifact
-    // that all incoming branches agree on, and each branch separately.
+    // The inputs: one parent's view, or for a join each branch separately plus, at the top
+    // level, every artifact all branches agree on (an artifact no branch touched is one of
+    // them). A value some branch changed is not shown at the top level: the stale value
+    // from before the split would mislead. An empty foreach has no inputs: its join sees
+    // what the foreach step saw.
     if (node.fan_in == graph::FanIn::kNone) {
       if (!t.inputs.empty()) a.input_view = views_.at(t.inputs[0]);
     } else {
-      a.input_view = views_.at(*t.split_task);
       for (TaskIndex in : t.inputs) a.join_views.push_back(views_.at(in));
-      if (!a.join_views.empty()) {
+      if (a.join_views.empty()) {
+        a.input_view = views_.at(*t.split_task);
+      } else {
         for (const auto& [name, ref] : a.join_views[0]) {
           bool agreed = std::all_of(a.join_views.begin() + 1, a.join_views.end(),
                                     [&, &n = name, &r = ref](const store::ArtifactMap& v) {

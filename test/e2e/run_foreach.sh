@@ -67,6 +67,6 @@ steps:
   end:
     run: echo "all=$(cat "$MFLOW_INPUT_DIR/all")"
 YAML
-"$MFLOW" run nested.yaml > nested.txt
+"$MFLOW" run nested.yaml > nested.txt 2>&1
 contains nested.txt "all=a1a2a3|b1b2b3"
-grep -q "\[4/inner/1.2 (pid" nested.txt
+grep -qF "[4/inner/1.2]" nested.txt

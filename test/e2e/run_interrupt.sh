@@ -30,7 +30,7 @@ for sig in INT TERM; do
   test "$rc" = 130
   contains err.txt "was interrupted"
   sleep 0.3
-  while read -r child; do not kill -0 "$child" 2>/dev/null; done < pids
+  while read -r child; do not alive "$child"; done < pids
 done
 "$MFLOW" runs | grep -E "^1 +longrun +interrupted"
 "$MFLOW" logs 1/body > /dev/null

@@ -16,7 +16,7 @@ expect_code 1 "$MFLOW" run timeout.yaml --kill-grace 1 > out.txt 2> err.txt
 contains err.txt "timed out"
 sleep 0.5
 child=$(cat child.pid)
-not kill -0 "$child" 2>/dev/null
+not alive "$child"
 
 cat > retry.yaml <<YAML
 name: retry
