@@ -66,6 +66,8 @@ std::string command_summary(const spec::Command& run, size_t width = 72) {
     for (const auto& arg : run.argv) quoted.push_back(base::shell_quote(arg));
     text = base::join(quoted, " ");
     if (text.empty()) return "(empty argv)";
+    // An argument may be a whole script (python3 -c '...'): keep to its first line.
+    if (size_t nl = text.find('\n'); nl != std::string::npos) text = text.substr(0, nl) + " ...";
   }
   if (text.size() > width) text = text.substr(0, width - 3) + "...";
   return text;

@@ -63,6 +63,8 @@ Graph sample() {
   k.resources.gpu = 1;
   b.kubernetes = k;
   auto join = step("join", {"end"});
+  join.run.shell = false;
+  join.run.argv = {"python3", "-c", "import os\nprint(os.getcwd())"};
   flow.steps = {start, a, work, gather, b, join, step("end", {})};
   spec::Diagnostics diags;
   auto g = Graph::build(flow, &diags);
@@ -111,6 +113,7 @@ TEST_CASE("text lists steps in topological order with kinds and settings", "[gra
   line_of(text, "    joins:      gather, b\n");
   line_of(text, "    joins:      every task of work (one input per element)\n");
   line_of(text, "    run:        python3 -c 'print('\\''hi there'\\'')'\n");
+  line_of(text, "    run:        python3 -c 'import os ...\n");
   line_of(text, "    kubernetes: image python:3.11, namespace ml, gpu 1\n");
   line_of(text, "      nodes:    pool=gpu\n");
   line_of(text, "      tolerate: dedicated=ml:NoSchedule\n");
