@@ -12,7 +12,8 @@ namespace mflow::graph {
 
 namespace {
 
-using nlohmann::json;
+// Keys in the order written, so the JSON reads top-down like the text (name first).
+using json = nlohmann::ordered_json;
 
 const char* fan_out_name(FanOut f) {
   switch (f) {
@@ -292,8 +293,11 @@ std::string render_text(const Graph& g) {
                                             names_of(g, node.parents).at(0)));
     }
     if (node.foreach_depth > 0) {
-      field(out, "tasks", fmt::format("one per element, {} foreach level{} deep",
-                                      node.foreach_depth, node.foreach_depth > 1 ? "s" : ""));
+      field(out, "tasks", node.foreach_depth == 1
+                              ? std::string("inside 1 foreach: one task per element")
+                              : fmt::format("inside {} foreaches: one task per combination of "
+                                            "elements",
+                                            node.foreach_depth));
     }
     if (std::string r = resources_summary(s.resources); !r.empty()) field(out, "resources", r);
     if (s.timeout) field(out, "timeout", spec::format_duration(*s.timeout));

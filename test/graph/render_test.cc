@@ -105,7 +105,7 @@ TEST_CASE("text lists steps in topological order with kinds and settings", "[gra
   line_of(text, "    next:       a, b\n");
   line_of(text, "    next:       work (one task per element of 'items')\n");
   line_of(text, "    run:        python3 train.py \"$X\"  (+2 more lines)\n");
-  line_of(text, "    tasks:      one per element, 1 foreach level deep\n");
+  line_of(text, "    tasks:      inside 1 foreach: one task per element\n");
   line_of(text, "    resources:  cpu 2, memory 512 MB\n");
   line_of(text, "    timeout:    1m30s\n");
   line_of(text, "    retries:    2 (delay 10s)\n");
