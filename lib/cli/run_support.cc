@@ -14,7 +14,12 @@
 #include "base/file_util.h"
 #include "base/signals.h"
 #include "base/strings.h"
+#include "exec/job_manifest.h"
+#include "exec/kube_executor.h"
+#include "exec/kube_options.h"
 #include "exec/local_executor.h"
+#include "kube/config.h"
+#include "kube/rest_api_client.h"
 #include "graph/graph.h"
 #include "runtime/console_reporter.h"
 #include "runtime/machine.h"
@@ -52,6 +57,10 @@ void add_run_flags(CLI::App& app, RunFlags& flags) {
                  "Seconds between SIGTERM and SIGKILL when stopping a task")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
+  app.add_option("--kubernetes-context", flags.kubernetes_context,
+                 "kubeconfig context to use (default: its current-context)");
+  app.add_flag("--dry-run", flags.dry_run,
+               "Print the Job manifest of every Kubernetes step as YAML and run nothing");
   app.add_flag("-q,--quiet", flags.quiet, "Only task output, failures and the summary");
   app.add_option("--run-id-file", flags.run_id_file, "Write the new run's id to this file");
   app.add_option("--summary-json", flags.summary_json,
@@ -189,11 +198,45 @@ ExitCode write_summary_json(const std::string& path, const runtime::RunSummary& 
   return ExitCode::kOk;
 }
 
+// `--dry-run`: the Job of each Kubernetes step's first task, as `kubectl apply -f -` takes
+// it. Foreach bodies get one such Job per element at run time.
+ExitCode print_manifests(const graph::Graph& graph, const runtime::SchedulerOptions& options,
+                         const exec::KubeDefaults& defaults, const std::string& root) {
+  bool first = true;
+  for (const auto& node : graph.nodes()) {
+    if (!options.on_kubernetes[node.index]) continue;
+    exec::TaskLaunch launch;
+    launch.run_id = "dry-run";
+    launch.step = node.name();
+    launch.task_id = runtime::task_id_for(runtime::IndexPath(static_cast<size_t>(node.foreach_depth), 0));
+    launch.key = launch.step + "/" + launch.task_id;
+    launch.command = node.step->run;
+    launch.timeout = node.step->timeout;
+    launch.step_spec = node.step;
+    launch.resources = node.step->resources;
+    launch.env = node.step->env;
+    for (const auto& [name, value] : options.params) launch.env[runtime::param_env_name(name)] = value;
+    auto task = exec::resolve_kube_task(*node.step, defaults, root);
+    if (!task.ok()) {
+      print_status_error(task.status());
+      return ExitCode::kUsage;
+    }
+    exec::JobRequest request;
+    request.flow = graph.flow().name;
+    request.datastore_root = root;
+    request.launch = &launch;
+    request.task = &task.value();
+    std::cout << (first ? "" : "---\n") << exec::to_yaml(exec::build_job(request));
+    first = false;
+  }
+  if (first) std::cerr << "mflow: no step runs on Kubernetes; nothing to print\n";
+  return ExitCode::kOk;
+}
+
 }  // namespace
 
 base::ExitCode execute_flow(const std::string& flow_path, const RunFlags& flags,
                             const std::optional<ResumeRequest>& resume, int verbosity) {
-  (void)verbosity;
   // Phase 1: load, validate and lint the flow.
   if (std::error_code ec; !std::filesystem::is_regular_file(flow_path, ec)) {
     std::cerr << fmt::format("mflow: error: flow file '{}' not found (give a .yaml, .yml or "
@@ -273,14 +316,26 @@ base::ExitCode execute_flow(const std::string& flow_path, const RunFlags& flags,
   if (flags.local_gpus >= 0) machine.gpus = flags.local_gpus;
   options.capacity = machine;
   bool kubernetes_all = false;
+  exec::KubeDefaults kube_defaults;
+  {
+    auto from_env = exec::kube_defaults_from_env();
+    if (!from_env.ok()) {
+      print_status_error(from_env.status());
+      return ExitCode::kUsage;
+    }
+    kube_defaults = from_env.value();
+  }
   for (const auto& w : flags.with) {
-    if (w == "kubernetes" || base::starts_with(w, "kubernetes:")) {
-      kubernetes_all = true;
-    } else {
+    if (w != "kubernetes" && !base::starts_with(w, "kubernetes:")) {
       std::cerr << fmt::format("mflow: error: --with {}: unknown target; the one supported is "
                                "`kubernetes[:key=value,...]`\n", w);
       return ExitCode::kUsage;
     }
+    if (auto s = exec::apply_with_option(w, &kube_defaults); !s.ok()) {
+      print_status_error(s);
+      return ExitCode::kUsage;
+    }
+    kubernetes_all = true;
   }
   for (const auto& node : graph->nodes()) {
     options.on_kubernetes.push_back(kubernetes_all || node.step->kubernetes.has_value());
@@ -292,10 +347,17 @@ base::ExitCode execute_flow(const std::string& flow_path, const RunFlags& flags,
   }
   bool any_kubernetes = std::find(options.on_kubernetes.begin(), options.on_kubernetes.end(),
                                   true) != options.on_kubernetes.end();
-  if (any_kubernetes) {
-    std::cerr << "mflow: error: this build cannot run steps on Kubernetes yet\n";
-    return ExitCode::kKubernetes;
+  // Every Kubernetes step must resolve (a PVC for the datastore, valid values) before
+  // anything runs.
+  for (const auto& node : graph->nodes()) {
+    if (!options.on_kubernetes[node.index]) continue;
+    auto task = exec::resolve_kube_task(*node.step, kube_defaults, root);
+    if (!task.ok()) {
+      print_status_error(task.status().with_context("step '" + node.name() + "'"));
+      return ExitCode::kUsage;
+    }
   }
+  if (flags.dry_run) return print_manifests(*graph, options, kube_defaults, root);
 
   // Phase 4: create the run and its executors.
   store::RunInfo info;
@@ -321,14 +383,42 @@ base::ExitCode execute_flow(const std::string& flow_path, const RunFlags& flags,
   exec::LocalExecutorOptions local_options;
   local_options.kill_grace = std::chrono::seconds(flags.kill_grace_seconds);
   local_options.wake_fds.push_back(base::interrupt_fd());
+  std::unique_ptr<kube::RestApiClient> api;
+  std::unique_ptr<exec::KubeExecutor> kubernetes;
+  if (any_kubernetes) {
+    auto config = kube::load_config(kube::options_from_environment(flags.kubernetes_context));
+    if (!config.ok()) {
+      print_status_error(config.status());
+      return ExitCode::kKubernetes;
+    }
+    auto client = kube::RestApiClient::create(config.value());
+    if (!client.ok()) {
+      print_status_error(client.status());
+      return ExitCode::kKubernetes;
+    }
+    api = std::move(client.value());
+    exec::KubeExecutorOptions kube_options;
+    kube_options.flow = graph->flow().name;
+    kube_options.datastore_root = root;
+    kube_options.defaults = kube_defaults;
+    kubernetes = std::make_unique<exec::KubeExecutor>(*api, reporter, kube_options);
+    local_options.wake_fds.push_back(kubernetes->wake_fd());
+  }
   exec::LocalExecutor local(reporter, local_options);
   options.interrupted = [] { return base::interrupted(); };
   options.acknowledge_interrupt = [] { base::acknowledge_interrupt(); };
 
   // Phase 5: run, then record the outcome.
-  runtime::Scheduler scheduler(*graph, store.value(), run.value(), local, nullptr, reporter,
-                               std::move(options));
+  runtime::Scheduler scheduler(*graph, store.value(), run.value(), local, kubernetes.get(),
+                               reporter, std::move(options));
   runtime::RunSummary summary = scheduler.run();
+  if (kubernetes && verbosity > 0) {
+    const auto& st = kubernetes->stats();
+    reporter.note(fmt::format(
+        "Kubernetes API requests: {} create, {} get, {} list, {} delete, {} watch, {} log, "
+        "{} retried", st.creates.load(), st.gets.load(), st.lists.load(), st.deletes.load(),
+        st.watches.load(), st.log_reads.load(), st.retries.load()));
+  }
   store::RunInfo final_info = run.value();
   final_info.finished = std::chrono::system_clock::now();
   ExitCode code = summary.succeeded    ? ExitCode::kOk

@@ -32,14 +32,6 @@ struct Scheduler::Active {
 
 namespace {
 
-std::string upper_env_name(const std::string& name) {
-  std::string out;
-  for (char c : name) {
-    out += std::isalnum(static_cast<unsigned char>(c)) ? static_cast<char>(std::toupper(c)) : '_';
-  }
-  return out;
-}
-
 nlohmann::json artifacts_json(const store::ArtifactMap& m) {
   nlohmann::json j = nlohmann::json::object();
   for (const auto& [name, ref] : m) j[name] = ref.sha256;
@@ -91,6 +83,14 @@ Scheduler::Scheduler(const graph::Graph& graph, store::Datastore& store,
   summary_.run_id = run.run_id;
   summary_.flow = run.flow;
   summary_.flow_file = run.flow_file;
+}
+
+std::string param_env_name(const std::string& name) {
+  std::string out = "MFLOW_PARAM_";
+  for (char c : name) {
+    out += std::isalnum(static_cast<unsigned char>(c)) ? static_cast<char>(std::toupper(c)) : '_';
+  }
+  return out;
 }
 
 Scheduler::~Scheduler() = default;
@@ -333,7 +333,7 @@ void Scheduler::launch(TaskIndex i, std::unique_ptr<Active> owned) {
   env["MFLOW_DATASTORE"] = store_.root();
   env["MFLOW_INPUT_DIR"] = in_dir;
   env["MFLOW_OUTPUT_DIR"] = out_dir;
-  for (const auto& [name, value] : options_.params) env["MFLOW_PARAM_" + upper_env_name(name)] = value;
+  for (const auto& [name, value] : options_.params) env[param_env_name(name)] = value;
   if (t.foreach_task) {
     env["MFLOW_INPUT"] = foreach_items_.at(*t.foreach_task).at(static_cast<size_t>(t.split_index));
     env["MFLOW_SPLIT_INDEX"] = std::to_string(t.split_index);

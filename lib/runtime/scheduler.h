@@ -47,6 +47,10 @@ struct SchedulerOptions {
   std::function<void()> acknowledge_interrupt = [] {};
 };
 
+/// The environment variable that carries parameter `name` to tasks: MFLOW_PARAM_<NAME>, the
+/// name upper-cased with every non-alphanumeric character as '_'.
+std::string param_env_name(const std::string& name);
+
 class Scheduler {
  public:
   Scheduler(const graph::Graph& graph, store::Datastore& store, const store::RunInfo& run,
