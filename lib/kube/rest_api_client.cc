@@ -471,7 +471,15 @@ struct RestApiClient::Impl {
       auto next = buf.getc();
       auto ready = std::make_shared<std::promise<void>>();
       auto fut = ready->get_future();
-      next.then([ready](decltype(next)) { ready->set_value(); });
+      // get() inside the continuation marks a failure as observed: pplx raises SIGTRAP when
+      // a task holding an unobserved exception (a read cancelled by stop) is destroyed.
+      next.then([ready](decltype(next) t) {
+        try {
+          t.get();
+        } catch (...) {
+        }
+        ready->set_value();
+      });
       while (fut.wait_for(50ms) != std::future_status::ready) {
         if (stop.load()) {
           cts.cancel();
