@@ -41,6 +41,10 @@ inline constexpr size_t kMaxDocumentNodes = 200'000;
 /// Appends one escaped reference token to a JSON pointer ("~" -> "~0", "/" -> "~1").
 std::string pointer_append(const std::string& pointer, std::string_view token);
 
+/// The position of the first byte that is not part of well-formed UTF-8 (overlong forms,
+/// surrogates and code points above U+10FFFF included), or nullopt when `text` is valid.
+std::optional<SourcePos> first_invalid_utf8(std::string_view text);
+
 /// Parses YAML text. Plain scalars are typed by the YAML 1.2 core schema (null, true/false,
 /// integers, floats); quoted scalars are always strings. Duplicate keys, multiple documents,
 /// non-string keys and over-deep nesting are diagnosed. Returns nullopt on any error.

@@ -377,3 +377,22 @@ TEST_CASE("the embedded schema is the file in schemas/", "[spec]") {
       };
   walk(schema, "");
 }
+
+TEST_CASE("malformed UTF-8 is reported at its position", "[spec]") {
+  CHECK_FALSE(first_invalid_utf8("plain ascii\nand ünïcödé ✓ 𝄞"));
+  auto at = [](std::string_view text) {
+    auto pos = first_invalid_utf8(text);
+    return pos ? std::to_string(pos->line) + ":" + std::to_string(pos->column) : "ok";
+  };
+  CHECK(at("ab\ncd\xff") == "2:3");
+  CHECK(at("\xc0\xaf") == "1:1");          // overlong '/'
+  CHECK(at("x\xed\xa0\x80") == "1:2");     // UTF-16 surrogate
+  CHECK(at("\xf4\x90\x80\x80") == "1:1");  // above U+10FFFF
+  CHECK(at("\xe2\x9c") == "1:1");          // truncated sequence
+  Diagnostics diags;
+  CHECK_FALSE(load_flow_text("name: a\nsteps: {start: {run: \"\xb1\xb2\"}}\n", FileFormat::kYaml,
+                             "t.yaml", &diags));
+  REQUIRE(diags.items().size() == 1);
+  CHECK(diags.items()[0].message == "the file is not valid UTF-8 here");
+  CHECK(diags.items()[0].pos.line == 2);
+}
