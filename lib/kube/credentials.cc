@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <algorithm>
 #include <cstring>
 #include <set>
 
@@ -69,7 +70,9 @@ std::optional<std::chrono::system_clock::time_point> parse_rfc3339(const std::st
   if (*p != '\0') return std::nullopt;
   time_t t = ::timegm(&tm);
   if (t == static_cast<time_t>(-1)) return std::nullopt;
-  return std::chrono::system_clock::from_time_t(t - offset);
+  // system_clock counts nanoseconds in 64 bits (until 2262): clamp far-future expiries.
+  constexpr time_t kMax = 7258118400;  // 2200-01-01T00:00:00Z
+  return std::chrono::system_clock::from_time_t(std::min<time_t>(t - offset, kMax));
 }
 
 Result<ExecCredential> parse_exec_credential(const std::string& text, const std::string& api_version,

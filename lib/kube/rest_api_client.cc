@@ -494,18 +494,17 @@ struct RestApiClient::Impl {
         return stop.load() ? StreamEnd::kStopped : StreamEnd::kDropped;
       }
       if (c == decltype(buf)::traits::eof()) return StreamEnd::kEof;
-      chunk.assign(1, static_cast<char>(c));
-      size_t avail = buf.in_avail();
-      if (avail > 0) {
-        chunk.resize(1 + avail);
-        size_t got = 0;
-        try {
-          got = buf.getn(reinterpret_cast<uint8_t*>(chunk.data() + 1), avail).get();
-        } catch (const std::exception&) {
-          got = 0;
-        }
-        chunk.resize(1 + got);
+      // getc() peeks without consuming; everything that has arrived (at least that byte)
+      // is read now without waiting.
+      size_t avail = std::max<size_t>(buf.in_avail(), 1);
+      chunk.resize(avail);
+      size_t got = 0;
+      try {
+        got = buf.getn(reinterpret_cast<uint8_t*>(chunk.data()), avail).get();
+      } catch (const std::exception&) {
+        return stop.load() ? StreamEnd::kStopped : StreamEnd::kDropped;
       }
+      chunk.resize(got);
       if (!on_data(chunk)) {
         cts.cancel();
         return StreamEnd::kCallerDone;
