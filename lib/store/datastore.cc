@@ -275,7 +275,8 @@ Result<Datastore> Datastore::open(const std::string& root_arg, bool create) {
       return n.rfind(".FORMAT.", 0) != 0 && n != "runs" && n != "objects";
     });
     if (!foreign || exists(format_path)) {
-      std::string tmp = fmt::format("{}/.FORMAT.{}.tmp", root, ::getpid());
+      static std::atomic<unsigned> counter{0};
+      std::string tmp = fmt::format("{}/.FORMAT.{}.{}.tmp", root, ::getpid(), counter++);
       MFLOW_RETURN_IF_ERROR(base::write_file_atomic(
           tmp, fmt::format("{} {}\n", layout::kFormatMagic, kFormatVersion), /*durable=*/true));
       int rc = ::link(tmp.c_str(), format_path.c_str());

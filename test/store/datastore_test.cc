@@ -138,6 +138,26 @@ TEST_CASE("a new datastore has a FORMAT file; reopening works", "[store]") {
   }
 }
 
+TEST_CASE("concurrent initialisation of a new datastore agrees", "[store]") {
+  test::TempDir tmp;
+  std::string root = tmp.path() + "/fresh";
+  std::vector<std::string> errors(8);
+  std::vector<std::thread> threads;
+  for (size_t t = 0; t < errors.size(); ++t) {
+    threads.emplace_back([&, t] {
+      auto ds = store::Datastore::open(root, true);
+      if (!ds.ok()) errors[t] = ds.status().message();
+    });
+  }
+  for (auto& th : threads) th.join();
+  for (const auto& e : errors) CHECK(e.empty());
+  CHECK(slurp(root + "/FORMAT") == "mflow-datastore 1\n");
+  std::vector<std::string> names;
+  for (const auto& e : fs::directory_iterator(root)) names.push_back(e.path().filename());
+  std::sort(names.begin(), names.end());
+  CHECK(names == std::vector<std::string>{"FORMAT", "objects", "runs"});  // no temp left
+}
+
 TEST_CASE("opening refuses missing, foreign, damaged and newer datastores", "[store]") {
   test::TempDir tmp;
   auto missing = store::Datastore::open(tmp.path() + "/nope", false);
