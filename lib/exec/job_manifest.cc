@@ -101,7 +101,7 @@ json env_for(const JobRequest& r, const std::string& name) {
   for (const auto& [k, v] : l.env) vars[k] = rewrite_path(v, r.datastore_root, t.mount_path);
   // Local GPU slots mean nothing in a pod; the device plugin sets CUDA_VISIBLE_DEVICES.
   vars.erase("CUDA_VISIBLE_DEVICES");
-  vars["MFLOW_CPUS"] = format_cpu(t.cpu);
+  vars["MFLOW_CPUS"] = fmt::format("{}", t.cpu);
   vars["MFLOW_KUBERNETES_JOB"] = name;
   for (const auto& [k, v] : t.env) vars[k] = v;
   json env = json::array();

@@ -86,6 +86,7 @@ PodDiagnosis diagnose_pod(const json& pod) {
       }
       if (str(c, "type") == "DisruptionTarget" && str(c, "status") == "True") {
         d.evicted = true;
+        d.disruption = true;
         d.reason = str(c, "reason");
         d.message = str(c, "message");
       }
@@ -512,12 +513,24 @@ void KubeExecutor::evaluate(const std::shared_ptr<Attempt>& ap, Clock::time_poin
   // The Job's verdict, with the details of the pod that ended last.
   if (const json* cond = a.job_seen ? decided_condition(a.job) : nullptr) {
     if (!a.outcome_known_since) a.outcome_known_since = now;
-    bool settled = !a.pods.empty() && all_settled;
-    if (!settled && now - *a.outcome_known_since < options_.settle) return;
     const std::string& type = str(*cond, "type");
+    bool success = type == "Complete" || type == "SuccessCriteriaMet";
+    // The pod watch is a separate stream and may lag behind the Job's: wait (at most
+    // `settle`) until every pod has ended and the pod that explains the verdict is known,
+    // so its exit code is reported and its log (started on Running) is complete.
+    bool explained = false;
+    for (const auto& [pod_name, pod] : a.pods) {
+      PodDiagnosis d = diagnose_pod(pod.obj);
+      if (success ? d.terminated && d.exit_code == 0
+                  : pod.deleted || (d.terminated && !d.disruption)) {
+        explained = true;
+      }
+    }
+    bool settled = all_settled && (explained || str(*cond, "reason") == "DeadlineExceeded");
+    if (!settled && now - *a.outcome_known_since < options_.settle) return;
     const std::string& reason = str(*cond, "reason");
     const std::string& message = str(*cond, "message");
-    if (type == "Complete" || type == "SuccessCriteriaMet") {
+    if (success) {
       return decide(a, Outcome::kSucceeded, 0, "exit code 0");
     }
     if (reason == "DeadlineExceeded") {

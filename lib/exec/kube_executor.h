@@ -54,6 +54,7 @@ struct PodDiagnosis {
   bool image_invalid = false;     // InvalidImageName / ErrImageNeverPull (permanent)
   bool config_error = false;      // CreateContainerConfigError / CreateContainerError
   bool evicted = false;           // status.reason Evicted or DisruptionTarget=True
+  bool disruption = false;        // DisruptionTarget=True: the Job's podFailurePolicy ignores it
   bool oom_killed = false;
   bool deadline = false;          // pod-level DeadlineExceeded
   int exit_code = -1;

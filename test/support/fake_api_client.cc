@@ -28,7 +28,6 @@ ApiResult<T> value(T v) {
   return r;
 }
 
-const char* kind_of(Resource r) { return r == Resource::kJobs ? "jobs.batch" : "pods"; }
 
 }  // namespace
 
