@@ -18,6 +18,7 @@
 #include "exec/kube_executor.h"
 #include "exec/kube_options.h"
 #include "exec/local_executor.h"
+#include "exec/memory_cgroup.h"
 #include "kube/config.h"
 #include "kube/rest_api_client.h"
 #include "graph/graph.h"
@@ -57,6 +58,8 @@ void add_run_flags(CLI::App& app, RunFlags& flags) {
                  "Seconds between SIGTERM and SIGKILL when stopping a task")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
+  app.add_flag("--enforce-resources", flags.enforce_resources,
+               "Hold local tasks to their memory request with a cgroup (OOMKilled past it)");
   app.add_option("--kubernetes-context", flags.kubernetes_context,
                  "kubeconfig context to use (default: its current-context)");
   app.add_flag("--dry-run", flags.dry_run,
@@ -403,6 +406,17 @@ base::ExitCode execute_flow(const std::string& flow_path, const RunFlags& flags,
     kube_options.defaults = kube_defaults;
     kubernetes = std::make_unique<exec::KubeExecutor>(*api, reporter, kube_options);
     local_options.wake_fds.push_back(kubernetes->wake_fd());
+  }
+  std::optional<exec::MemoryCgroupRoot> cgroups;
+  if (flags.enforce_resources) {
+    auto root_group = exec::MemoryCgroupRoot::open();
+    if (root_group.ok()) {
+      cgroups.emplace(std::move(root_group.value()));
+      local_options.memory_cgroups = &*cgroups;
+    } else {
+      reporter.note(root_group.status().message() +
+                    "; --enforce-resources is off for this run (requests still limit admission)");
+    }
   }
   exec::LocalExecutor local(reporter, local_options);
   options.interrupted = [] { return base::interrupted(); };

@@ -31,6 +31,7 @@ struct RunFlags {
   std::string run_id_file;
   std::string summary_json;
   int kill_grace_seconds = 10;
+  bool enforce_resources = false;
 };
 
 /// Registers the flags above on `app`.

@@ -82,6 +82,20 @@ base::Status LocalExecutor::start(const TaskLaunch& launch) {
 
   SpawnRequest request;
   request.command = launch.command;
+  if (a->cgroup) {
+    // Race-free enforcement: a tiny shell joins the group itself, then execs the task, so
+    // not even a process forked in the task's first microseconds escapes the limit.
+    spec::Command wrapped;
+    wrapped.shell = false;
+    wrapped.argv = {"/bin/sh", "-c", "echo $$ > \"$0/cgroup.procs\" && exec \"$@\"",
+                    a->cgroup->path()};
+    if (launch.command.shell) {
+      wrapped.argv.insert(wrapped.argv.end(), {"/bin/sh", "-c", launch.command.script});
+    } else {
+      wrapped.argv.insert(wrapped.argv.end(), launch.command.argv.begin(), launch.command.argv.end());
+    }
+    request.command = std::move(wrapped);
+  }
   request.env = launch.env;
   request.out.path = launch.stdout_path;
   request.err.path = launch.stderr_path;
@@ -94,15 +108,6 @@ base::Status LocalExecutor::start(const TaskLaunch& launch) {
   }
   a->proc = proc.value();
   a->proc->tag = next_tag_++;
-  if (a->cgroup) {
-    // The leader joins right after spawn; a child it forks in the first microseconds may stay
-    // outside the group (documented limitation of enforcing without a cgroup-aware spawn).
-    if (auto s = a->cgroup->add(a->proc->pid()); !s.ok()) {
-      a->proc->signal_group(SIGKILL);
-      a->forced = Outcome::kLaunchFailed;
-      a->forced_reason = "cannot enforce the memory request: " + s.message();
-    }
-  }
   if (launch.timeout) a->timeout_at = a->proc->started() + *launch.timeout;
   attempts_.emplace(a->proc->tag, std::move(attempt));
   return base::Status::ok_status();
