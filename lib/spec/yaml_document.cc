@@ -4,10 +4,13 @@
 #include <cmath>
 #include <limits>
 #include <set>
+#include <sstream>
 
 #include <fmt/core.h>
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
+#include "base/strings.h"
 #include "spec/document.h"
 
 namespace mflow::spec {
@@ -189,6 +192,42 @@ class YamlConverter {
   bool too_large_reported_ = false;
 };
 
+// Records where each document starts; used to refuse multi-document files.
+class DocumentStarts : public YAML::EventHandler {
+ public:
+  void OnDocumentStart(const YAML::Mark& mark) override { starts.push_back(mark); }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                const std::string&) override {}
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {}
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {}
+  void OnMapEnd() override {}
+
+  std::vector<YAML::Mark> starts;
+};
+
+// The first character that is not blank, a comment, a directive or a document marker.
+std::optional<SourcePos> first_content(std::string_view text) {
+  int line = 1;
+  for (const auto& raw : base::split(text, '\n')) {
+    std::string_view trimmed = base::trim(raw);
+    bool skip = trimmed.empty() || trimmed[0] == '#' || trimmed[0] == '%' || trimmed == "---" ||
+                trimmed == "...";
+    if (!skip) {
+      size_t column = raw.find_first_not_of(" \t\r");
+      if (base::starts_with(trimmed, "--- ")) column += 4;
+      return SourcePos{line, static_cast<int>(column) + 1};
+    }
+    ++line;
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 
 std::optional<Document> parse_yaml_document(std::string_view text, const std::string& file,
@@ -203,24 +242,39 @@ std::optional<Document> parse_yaml_document(std::string_view text, const std::st
   size_t errors_before = diags->items().size();
   Document doc;
   try {
-    std::vector<YAML::Node> documents = YAML::LoadAll(std::string(text));
-    if (documents.empty() || documents[0].IsNull()) {
-      diags->error(file, {1, 1}, "the flow file is empty",
-                   "a flow needs at least `name:` and `steps:`; see docs/flow-file.md");
+    // yaml-cpp 0.7's LoadAll never returns when a document starts with ',' (it yields empty
+    // documents forever without consuming the token; found by fuzzing). So: load the first
+    // document only, and count documents with a bounded event-level pass.
+    std::string owned(text);
+    YAML::Node root = YAML::Load(owned);
+    if (root.IsNull()) {
+      std::optional<SourcePos> content = first_content(text);
+      if (content) {
+        diags->error(file, *content, "YAML syntax error: unexpected text where the flow should start",
+                     "a flow file is a mapping: `name: ...` and `steps: ...` at the top level");
+      } else {
+        diags->error(file, {1, 1}, "the flow file is empty",
+                     "a flow needs at least `name:` and `steps:`; see docs/flow-file.md");
+      }
       return std::nullopt;
     }
-    if (documents.size() > 1) {
-      diags->error(file, to_pos(documents[1].Mark()),
+    std::istringstream in(owned);
+    YAML::Parser parser(in);
+    DocumentStarts starts;
+    for (int i = 0; i < 2 && parser.HandleNextDocument(starts); ++i) {
+    }
+    if (starts.starts.size() > 1) {
+      diags->error(file, to_pos(starts.starts[1]),
                    "a flow file holds one YAML document, but a second one starts here",
                    "remove the `---` separator and everything after it, or split the file");
     }
-    if (!documents[0].IsMap()) {
-      diags->error(file, to_pos(documents[0].Mark()),
+    if (!root.IsMap()) {
+      diags->error(file, to_pos(root.Mark()),
                    "the top level of a flow file must be a mapping (`name: ...`, `steps: ...`)");
       return std::nullopt;
     }
     YamlConverter converter(file, diags, &doc);
-    doc.root = converter.convert(documents[0], "", {1, 1}, 0);
+    doc.root = converter.convert(root, "", {1, 1}, 0);
   } catch (const YAML::Exception& e) {
     SourcePos pos = to_pos(e.mark);
     if (pos.line == 0) pos = {1, 1};
