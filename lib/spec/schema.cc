@@ -22,6 +22,9 @@ namespace {
 
 using nlohmann::json;
 
+// Longer strings are never matched against a pattern (see check_property_names).
+constexpr size_t kMaxPatternInput = 1024;
+
 struct CompiledSchema {
   json document;
   valijson::Schema schema;
@@ -319,18 +322,34 @@ class SchemaErrorMapper {
 
 // valijson checks `propertyNames` but does not say which name failed, so names are checked
 // here against the same subschema (pattern, maxLength) to report each one at its key.
+//
+// It also screens out strings too long for std::regex, whose recursive matcher overflows the
+// stack on inputs of some ten thousand characters: such a name or value is reported here and
+// `*unsafe` is set, and the caller must not hand the document to valijson.
 void check_property_names(const Document& doc, const json& schema_root, const json& value,
                           const json* schema, const std::string& pointer, const std::string& file,
-                          Diagnostics* diags, int depth) {
+                          Diagnostics* diags, int depth, bool* unsafe) {
   schema = deref(schema_root, schema);
   if (!schema || !schema->is_object() || depth > kMaxDocumentDepth) return;
+  if (value.is_string() && schema->contains("pattern") &&
+      value.get_ref<const std::string&>().size() > kMaxPatternInput) {
+    *unsafe = true;
+    diags->error(file, doc.key_pos(pointer),
+                 fmt::format("`{}` is far too long ({} characters)", display_path(doc.root, pointer),
+                             value.get_ref<const std::string&>().size()),
+                 description_of(schema), pointer);
+    return;
+  }
   if (value.is_object()) {
     const json* names = schema->contains("propertyNames") ? &(*schema)["propertyNames"] : nullptr;
     for (const auto& [key, child] : value.items()) {
       std::string child_pointer = pointer_append(pointer, key);
       if (names) {
         bool ok = true;
-        if (names->contains("pattern")) {
+        if (key.size() > kMaxPatternInput) {
+          *unsafe = true;
+          ok = false;
+        } else if (names->contains("pattern")) {
           ok = std::regex_search(key, std::regex((*names)["pattern"].get<std::string>()));
         }
         if (names->contains("maxLength") && key.size() > (*names)["maxLength"].get<size_t>()) {
@@ -342,7 +361,8 @@ void check_property_names(const Document& doc, const json& schema_root, const js
                              : last == "parameters" ? "parameter name"
                              : last == "env"        ? "environment variable name"
                                                     : "key";
-          diags->error(file, doc.key_pos(child_pointer), fmt::format("invalid {} '{}'", what, key),
+          diags->error(file, doc.key_pos(child_pointer),
+                       fmt::format("invalid {} '{}'", what, short_value(json(key))),
                        description_of(names), child_pointer);
         }
       }
@@ -353,12 +373,14 @@ void check_property_names(const Document& doc, const json& schema_root, const js
                  (*schema)["additionalProperties"].is_object()) {
         sub = &(*schema)["additionalProperties"];
       }
-      check_property_names(doc, schema_root, child, sub, child_pointer, file, diags, depth + 1);
+      check_property_names(doc, schema_root, child, sub, child_pointer, file, diags, depth + 1,
+                           unsafe);
     }
   } else if (value.is_array() && schema->contains("items") && (*schema)["items"].is_object()) {
     for (size_t i = 0; i < value.size(); ++i) {
       check_property_names(doc, schema_root, value[i], &(*schema)["items"],
-                           pointer_append(pointer, std::to_string(i)), file, diags, depth + 1);
+                           pointer_append(pointer, std::to_string(i)), file, diags, depth + 1,
+                           unsafe);
     }
   }
 }
@@ -387,13 +409,15 @@ std::string display_path(const nlohmann::json& root, const std::string& pointer)
 
 bool validate_flow_schema(const Document& doc, const std::string& file, Diagnostics* diags) {
   const CompiledSchema& compiled = compiled_schema();
+  size_t before = diags->items().size();
+  bool unsafe = false;
+  check_property_names(doc, compiled.document, doc.root, &compiled.document, "", file, diags, 0,
+                       &unsafe);
+  if (unsafe) return false;
   valijson::Validator validator(valijson::Validator::kStrongTypes);
   valijson::ValidationResults results;
   valijson::adapters::NlohmannJsonAdapter target(doc.root);
-  if (validator.validate(compiled.schema, target, &results)) return true;
-
-  size_t before = diags->items().size();
-  check_property_names(doc, compiled.document, doc.root, &compiled.document, "", file, diags, 0);
+  if (validator.validate(compiled.schema, target, &results)) return diags->items().size() == before;
   SchemaErrorMapper mapper(doc, file, diags);
   for (const auto& e : results) {
     if (!is_cascade(e.description)) mapper.map(e.context, e.description);

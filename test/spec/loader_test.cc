@@ -1,5 +1,10 @@
 #include "spec/loader.h"
 
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+
 #include <catch2/catch.hpp>
 
 #include "spec/document.h"
@@ -395,4 +400,44 @@ TEST_CASE("malformed UTF-8 is reported at its position", "[spec]") {
   REQUIRE(diags.items().size() == 1);
   CHECK(diags.items()[0].message == "the file is not valid UTF-8 here");
   CHECK(diags.items()[0].pos.line == 2);
+}
+
+TEST_CASE("strings too long for the regex engine are reported, not matched", "[spec]") {
+  // std::regex recurses per character; 300k characters would overflow the stack.
+  Diagnostics diags;
+  std::string text = "name: " + std::string(300000, 'a') + "\nsteps:\n  start: {run: a}\n";
+  CHECK_FALSE(load_flow_text(text, FileFormat::kYaml, "t.yaml", &diags));
+  CHECK(find(diags, "`name` is far too long (300000 characters)")->pos.line == 1);
+
+  Diagnostics tdiags;
+  std::string toml = "name = \"ok\"\n[steps." + std::string(5000, 'c') + "]\nrun = \"a\"\n";
+  CHECK_FALSE(load_flow_text(toml, FileFormat::kToml, "t.toml", &tdiags));
+  CHECK(find(tdiags, "invalid step name 'cccc")->pos.line == 2);
+}
+
+TEST_CASE("files without a known extension are sniffed", "[spec]") {
+  char dir_template[] = "/tmp/mflow-spec-XXXXXX";
+  REQUIRE(mkdtemp(dir_template));
+  std::string dir = dir_template;
+  auto write = [&](const std::string& name, const std::string& content) {
+    std::string path = dir + "/" + name;
+    FILE* f = std::fopen(path.c_str(), "w");
+    REQUIRE(f);
+    std::fputs(content.c_str(), f);
+    std::fclose(f);
+    return path;
+  };
+  std::string toml = write("flow", "# c\nname = \"t\"\n[steps.start]\nrun = \"a\"\n");
+  std::string yaml = write("flow.txt", "# c\nname: y\nsteps:\n  start: {run: a}\n");
+  Diagnostics diags;
+  auto t = load_flow_file(toml, &diags);
+  auto y = load_flow_file(yaml, &diags);
+  INFO(diags.format_all());
+  REQUIRE(t);
+  REQUIRE(y);
+  CHECK(t->name == "t");
+  CHECK(y->name == "y");
+  std::remove(toml.c_str());
+  std::remove(yaml.c_str());
+  rmdir(dir.c_str());
 }
