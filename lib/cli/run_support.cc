@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
+#include <set>
 
 #include <fmt/core.h>
 #include <nlohmann/json.hpp>
@@ -400,6 +401,21 @@ base::ExitCode execute_flow(const std::string& flow_path, const RunFlags& flags,
       return ExitCode::kKubernetes;
     }
     api = std::move(client.value());
+    // One list per namespace before any task starts: a wrong CA, rejected credentials or an
+    // unreachable API server end the run with exit 5 at once instead of failing every task.
+    std::set<std::string> namespaces;
+    for (const auto& node : graph->nodes()) {
+      if (!options.on_kubernetes[node.index]) continue;
+      auto task = exec::resolve_kube_task(*node.step, kube_defaults, root);
+      if (task.ok()) namespaces.insert(task->namespace_name);
+    }
+    for (const auto& ns : namespaces) {
+      auto listed = api->list(kube::Resource::kJobs, ns, exec::run_label_selector(run->run_id));
+      if (!listed.ok()) {
+        std::cerr << "mflow: error: " << listed.error.message << "\n";
+        return ExitCode::kKubernetes;
+      }
+    }
     exec::KubeExecutorOptions kube_options;
     kube_options.flow = graph->flow().name;
     kube_options.datastore_root = root;

@@ -310,7 +310,8 @@ struct RestApiClient::Impl {
     e.message = fmt::format("{}: cannot {} (HTTP {}): {}", reason_words(e.reason), call.what(), code,
                             server_message);
     if (code == 401) {
-      e.message += fmt::format(" — the credentials of {} were rejected", config.source);
+      e.message += fmt::format(" — authentication failed: the credentials of {} were rejected",
+                               config.source);
     }
     return e;
   }
