@@ -417,6 +417,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.wfile.write(b"0\r\n\r\n")
 
     def read_body(self):
+        self.body_read = True
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
             data = b""
             while True:
@@ -428,6 +429,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 self.rfile.readline()
         n = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(n) if n else b""
+
+    def drain_body(self):
+        """Reads a request body nobody read (a fault or an auth failure answered first), as
+        Go's net/http does: left in the socket it would be parsed as the next request."""
+        if not getattr(self, "body_read", True):
+            try:
+                self.read_body()
+            except (OSError, ValueError):
+                self.close_connection = True
 
     def json_body(self, required=True):
         raw = self.read_body()
@@ -481,6 +491,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def _dispatch(self, method):
         self.close_connection = False
+        self.body_read = False
         url = urllib.parse.urlsplit(self.path)
         path = url.path
         self.query = urllib.parse.parse_qs(url.query, keep_blank_values=True)
@@ -517,6 +528,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     raise DropConnection()
             self._route(method, path, info)
         except km.ApiError as e:
+            self.drain_body()
             self.send_error_status(e)
         except DropConnection:
             self.close_connection = True
@@ -530,6 +542,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def _apply_fault(self, fault, info, res_name):
         """Returns True when the fault answered the request."""
         action = fault["action"]
+        if action in ("429", "500", "503", "504", "401", "403"):
+            self.drain_body()
         if action == "delay":
             time.sleep(fault["seconds"])
             return False
