@@ -5,7 +5,7 @@
 # xargs; peak RSS <= 30 MB at 1,000 splits and <= 60 MB at 10,000.
 # Usage: bench/foreach_vs_xargs.sh [SPLITS...]   (MFLOW=path/to/mflow; BENCH_QUICK=1: 200)
 set -euo pipefail
-MFLOW=${MFLOW:-$(cd "$(dirname "$0")/.." && pwd)/build/mflow}
+MFLOW=$(realpath "${MFLOW:-$(dirname "$0")/../build/mflow}")
 if [ $# -gt 0 ]; then sizes=("$@"); elif [ -n "${BENCH_QUICK:-}" ]; then sizes=(200); else sizes=(1000 10000); fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

@@ -20,6 +20,9 @@ namespace mflow::cli {
 
 namespace {
 
+// Attempts probed for a running task without a record (retries are capped well below).
+constexpr int kMaxAttemptProbe = 64;
+
 // Copies a log file to `out_fd` in chunks: logs may be gigabytes.
 bool copy_file(const std::string& path, int out_fd) {
   base::UniqueFd in(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
@@ -83,6 +86,24 @@ void add_logs_command(CLI::App& root, const GlobalOptions&, Commands& out) {
     std::vector<store::TaskRecord> tasks;
     if (parts.size() == 3) {
       auto t = store->read_task(parts[0], parts[1], parts[2]);
+      if (!t.ok() && t.status().code() == base::StatusCode::kNotFound) {
+        // A task's record is written when an attempt ends; a running task has only its logs.
+        store::TaskRecord running;
+        running.run_id = parts[0];
+        running.step = parts[1];
+        running.task_id = parts[2];
+        for (int attempt = 0; attempt <= kMaxAttemptProbe; ++attempt) {
+          for (bool err : {false, true}) {
+            if (::access(store->log_path(parts[0], parts[1], parts[2], attempt, err).c_str(), F_OK) == 0 &&
+                (running.attempts.empty() || running.attempts.back().attempt != attempt)) {
+              store::AttemptRecord a;
+              a.attempt = attempt;
+              running.attempts.push_back(a);
+            }
+          }
+        }
+        if (!running.attempts.empty()) t = std::move(running);
+      }
       if (!t.ok()) {
         std::cerr << fmt::format("mflow: error: logs: run {} has no task {}/{} ({})\n", parts[0],
                                  parts[1], parts[2], t.status().message());

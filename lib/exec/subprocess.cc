@@ -132,6 +132,15 @@ void Subprocess::on_leader_exit() {
 }
 
 void Subprocess::deliver(Channel& ch, std::string_view data) {
+  if (!ch.file && !ch.path.empty() && !data.empty()) {
+    int fd = ::open(ch.path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd < 0) {
+      output_error_ = base::Status::from_errno(ch.path, errno).message();
+    } else {
+      ch.file.reset(fd);
+    }
+    ch.path.clear();  // one attempt only; a failure is reported through output_error_
+  }
   if (ch.file) {
     auto s = base::write_all(ch.file.get(), data.data(), data.size(), "task output file");
     if (!s.ok()) {
@@ -257,9 +266,15 @@ base::Result<Subprocess*> SubprocessSet::add(const SpawnRequest& request, LineCa
     switch (spec.kind) {
       case OutputSpec::Kind::kPipe: {
         if (!spec.path.empty()) {
-          int fd = ::open(spec.path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-          if (fd < 0) return base::Status::from_errno(spec.path, errno);
-          channels[i]->file.reset(fd);
+          // The file is created on the first byte: most tasks write little or nothing, and
+          // creating an inode is one of the dearest things a task costs mflow. Whether it
+          // can be created is checked now, so a bad path still fails the spawn.
+          std::string dir = spec.path.substr(0, spec.path.find_last_of('/') + 1);
+          if (::access(spec.path.c_str(), W_OK) != 0 &&
+              ::access(dir.empty() ? "." : dir.c_str(), W_OK | X_OK) != 0) {
+            return base::Status::from_errno(spec.path, errno);
+          }
+          channels[i]->path = spec.path;
         }
         int p[2];
         if (::pipe2(p, O_CLOEXEC) != 0) return base::Status::from_errno("pipe2", errno);

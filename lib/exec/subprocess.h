@@ -36,7 +36,7 @@ struct OutputSpec {
     kInherit,  // mflow's own stdout/stderr
   };
   Kind kind = Kind::kPipe;
-  std::string path;  // kPipe: file created if missing and appended to; "" for none
+  std::string path;  // kPipe: created on the first byte and appended to; "" for none
   int fd = -1;       // kFd
 };
 
@@ -88,6 +88,7 @@ class Subprocess {
     Stream stream = Stream::kStdout;
     base::UniqueFd pipe;  // parent's read end, O_NONBLOCK; invalid once at EOF
     base::UniqueFd file;  // where the bytes go, O_APPEND; may be invalid
+    std::string path;     // the file to create on the first byte, until it is opened
     std::string partial;  // the current unfinished line, < kMaxLineBytes
   };
   Subprocess() = default;

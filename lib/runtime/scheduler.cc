@@ -23,6 +23,7 @@ struct Scheduler::Active {
   store::TaskRecord record;
   store::ArtifactMap input_view;               // what $MFLOW_INPUT_DIR shows at top level
   std::vector<store::ArtifactMap> join_views;  // a join's inputs, one per branch/split
+  std::string input_dir;                       // $MFLOW_INPUT_DIR, set on the first attempt
   std::string input_hash;
   // Local resources held while the attempt runs.
   double cpu = 0;
@@ -310,17 +311,22 @@ void Scheduler::launch(TaskIndex i, std::unique_ptr<Active> owned) {
     handle(synthetic_failure(launch, exec::Outcome::kLaunchFailed, why));
   };
 
-  auto dir = store_.task_dir(run_.run_id, step.name, t.id);
-  if (!dir.ok()) return fail_now(dir.status().message());
-  auto work = store_.make_work_dirs(run_.run_id, key, a.attempt);
-  if (!work.ok()) return fail_now(work.status().message());
-  const auto& [in_dir, out_dir] = work.value();
-  if (auto s = store_.materialize(a.input_view, in_dir); !s.ok()) return fail_now(s.message());
-  for (size_t k = 0; k < a.join_views.size(); ++k) {
-    if (auto s = store_.materialize(a.join_views[k], fmt::format("{}/{}", in_dir, k)); !s.ok()) {
-      return fail_now(s.message());
+  if (a.input_dir.empty()) {
+    // A task with one parent reads the parent's artifacts directory as it is: no copy, no
+    // per-task directory to create and remove (directory removal is the slowest metadata
+    // operation on many file systems). Start and joins get their own input directory.
+    if (node.fan_in == graph::FanIn::kNone && !t.inputs.empty()) {
+      a.input_dir = artifact_dirs_.at(t.inputs[0]);
+    } else {
+      std::vector<std::string> input_dirs;
+      for (TaskIndex in : t.inputs) input_dirs.push_back(artifact_dirs_.at(in));
+      auto input = store_.make_input_dir(run_.run_id, step.name, t.id, a.input_view, input_dirs);
+      if (!input.ok()) return fail_now(input.status().message());
+      a.input_dir = input.value();
     }
   }
+  auto out = store_.make_output_dir(run_.run_id, step.name, t.id, a.attempt);
+  if (!out.ok()) return fail_now(out.status().message());
   launch.stdout_path = store_.log_path(run_.run_id, step.name, t.id, a.attempt, false);
   launch.stderr_path = store_.log_path(run_.run_id, step.name, t.id, a.attempt, true);
 
@@ -331,8 +337,8 @@ void Scheduler::launch(TaskIndex i, std::unique_ptr<Active> owned) {
   env["MFLOW_TASK_ID"] = t.id;
   env["MFLOW_ATTEMPT"] = std::to_string(a.attempt);
   env["MFLOW_DATASTORE"] = store_.root();
-  env["MFLOW_INPUT_DIR"] = in_dir;
-  env["MFLOW_OUTPUT_DIR"] = out_dir;
+  env["MFLOW_INPUT_DIR"] = a.input_dir;
+  env["MFLOW_OUTPUT_DIR"] = out.value();
   for (const auto& [name, value] : options_.params) env[param_env_name(name)] = value;
   if (t.foreach_task) {
     env["MFLOW_INPUT"] = foreach_items_.at(*t.foreach_task).at(static_cast<size_t>(t.split_index));
@@ -350,9 +356,12 @@ void Scheduler::launch(TaskIndex i, std::unique_ptr<Active> owned) {
     for (size_t k = 0; k < ids.size(); ++k) joined += (k ? "," : "") + ids[k];
     env["CUDA_VISIBLE_DEVICES"] = joined;
   }
+  if (on_kube) {
+    env["MFLOW_BIN"] = "mflow";
+  } else {
+    for (const auto& [k, v] : options_.local_env) env[k] = v;
+  }
   for (const auto& [k, v] : step.env) env[k] = v;
-
-  if (auto s = store_.write_task(a.record); !s.ok()) return fail_now(s.message());
 
   reporter_.task_started(launch, on_kube ? "kubernetes" : "local");
   a.in_flight = true;
@@ -393,8 +402,9 @@ bool Scheduler::try_reuse(TaskIndex i, const std::string& input_hash) {
   if (!store_.link_logs(origin, run_.run_id).ok()) return false;
   if (!store_.write_task(record).ok()) return false;
 
-  if (views_.size() <= i) views_.resize(i + 1);
-  views_[i] = record.view;
+  auto dir = store_.write_artifacts_dir(run_.run_id, name, t.id, record.view);
+  if (!dir.ok()) return false;
+  remember(i, record.view, dir.value());
   int64_t splits = 0;
   if (graph_.node(t.step).fan_out == graph::FanOut::kForeach) {
     // Re-read the items so the (possibly re-run) body tasks get their elements.
@@ -413,6 +423,15 @@ bool Scheduler::try_reuse(TaskIndex i, const std::string& input_hash) {
   ++summary_.tasks_reused;
   plan_.task_succeeded(i, splits);
   return true;
+}
+
+void Scheduler::remember(TaskIndex i, store::ArtifactMap view, std::string artifacts_dir) {
+  if (views_.size() <= i) {
+    views_.resize(i + 1);
+    artifact_dirs_.resize(i + 1);
+  }
+  views_[i] = std::move(view);
+  artifact_dirs_[i] = std::move(artifacts_dir);
 }
 
 void Scheduler::handle(const exec::Completion& c) {
@@ -437,7 +456,6 @@ void Scheduler::handle(const exec::Completion& c) {
   if (evicted) ++a.evictions;
   auto delay = evicted ? std::chrono::seconds(0) : step.retry_delay;
   reporter_.task_finished(a.launch, c, static_cast<int>(delay.count()));
-  store_.remove_work_dirs(run_.run_id, c.key, a.attempt);
   (void)store_.write_task(a.record);
   ++a.attempt;
   a.retry_at = SysClock::now() + delay;
@@ -500,14 +518,20 @@ void Scheduler::succeed(TaskIndex i, Active& a, const exec::Completion& c) {
     a.record.num_splits = splits;
   }
 
+  // A task that wrote nothing passes its input on unchanged: its children can read the same
+  // directory, which saves creating one per task in wide foreaches of side-effect steps.
+  bool passthrough = outputs->empty() && node.fan_in == graph::FanIn::kNone &&
+                     !plan_.task(i).inputs.empty();
+  auto dir = passthrough ? base::Result<std::string>(a.input_dir)
+                         : store_.write_artifacts_dir(run_.run_id, node.name(),
+                                                      plan_.task(i).id, view);
+  if (!dir.ok()) return fail_with(dir.status().message());
   a.record.status = store::TaskStatus::kSucceeded;
   a.record.outputs = std::move(outputs.value());
   a.record.view = view;
   if (auto s = store_.write_task(a.record); !s.ok()) return fail_with(s.message());
-  store_.remove_work_dirs(run_.run_id, c.key, a.attempt);
   reporter_.task_finished(a.launch, c, -1);
-  if (views_.size() <= i) views_.resize(i + 1);
-  views_[i] = std::move(view);
+  remember(i, std::move(view), dir.value());
   ++summary_.tasks_succeeded;
   active_.erase(c.key);
   plan_.task_succeeded(i, splits);
@@ -517,7 +541,6 @@ void Scheduler::fail(TaskIndex i, Active& a, const exec::Completion& c) {
   const spec::Step& step = *graph_.node(plan_.task(i).step).step;
   a.record.status = store::TaskStatus::kFailed;
   (void)store_.write_task(a.record);
-  store_.remove_work_dirs(run_.run_id, c.key, a.attempt);
   reporter_.task_finished(a.launch, c, -1);
   ++summary_.tasks_failed;
   if (c.outcome != exec::Outcome::kCancelled || !summary_.interrupted) {

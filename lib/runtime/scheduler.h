@@ -41,6 +41,9 @@ struct SchedulerOptions {
   std::string origin_run_id;
   std::map<std::string, store::TaskRecord> origin_tasks;
   std::set<size_t> force_rerun;
+  /// Variables added to every local task's environment (e.g. MFLOW_BIN); the step's `env`
+  /// still wins. Kubernetes tasks get MFLOW_BIN=mflow, the binary inside the image.
+  std::map<std::string, std::string> local_env;
   /// Polled after every wake-up; true once the user pressed Ctrl-C or sent SIGTERM.
   std::function<bool()> interrupted = [] { return false; };
   /// Called once after an interrupt was noticed (e.g. to drain the interrupt fd).
@@ -71,6 +74,8 @@ class Scheduler {
   /// Prepares and starts the next attempt of `i`; failures to prepare end the task.
   void launch(TaskIndex i, std::unique_ptr<Active> active);
   void handle(const exec::Completion& c);
+  /// Records what a succeeded (or reused) task's children will see.
+  void remember(TaskIndex i, store::ArtifactMap view, std::string artifacts_dir);
   void succeed(TaskIndex i, Active& a, const exec::Completion& c);
   void fail(TaskIndex i, Active& a, const exec::Completion& c);
   void finish_retry_delays(std::chrono::system_clock::time_point now);
@@ -93,6 +98,7 @@ class Scheduler {
 
   std::vector<std::string> spec_hashes_;             // per graph node
   std::vector<store::ArtifactMap> views_;            // per task, once succeeded
+  std::vector<std::string> artifact_dirs_;           // per task, once succeeded
   std::map<TaskIndex, std::vector<std::string>> foreach_items_;  // per foreach task
   std::unordered_map<std::string, std::unique_ptr<Active>> active_;  // by key
   std::deque<TaskIndex> waiting_for_resources_;

@@ -564,33 +564,49 @@ Status Datastore::link_logs(const TaskRecord& from, const std::string& to_run_id
 
 // ---- artifacts --------------------------------------------------------------------------
 
-Result<std::pair<std::string, std::string>> Datastore::make_work_dirs(const std::string& run_id,
-                                                                      const std::string& key,
-                                                                      int attempt) {
-  MFLOW_RETURN_IF_ERROR(check_run_id(run_id));
-  if (!layout::valid_key(key)) {
-    return bad_name("work key", key, "must be '<step>/<task_id>' with valid names");
-  }
-  std::string dir = layout::work_dir(root_, run_id, key, attempt);
-  MFLOW_RETURN_IF_ERROR(remove_tree(dir));
-  std::string in = dir + "/in", out = dir + "/out";
-  MFLOW_RETURN_IF_ERROR(base::make_dirs(in));
-  MFLOW_RETURN_IF_ERROR(base::make_dirs(out));
-  return std::make_pair(in, out);
+Result<std::string> Datastore::make_output_dir(const std::string& run_id, const std::string& step,
+                                               const std::string& task_id, int attempt) {
+  MFLOW_RETURN_IF_ERROR(check_task_names(run_id, step, task_id));
+  std::string dir = layout::output_dir(root_, run_id, step, task_id, attempt);
+  // Leftovers (a pod replaced after an eviction wrote into it) must not become outputs.
+  if (exists(dir)) MFLOW_RETURN_IF_ERROR(remove_tree(dir));
+  MFLOW_RETURN_IF_ERROR(base::make_dirs(dir));
+  return dir;
 }
 
-void Datastore::remove_work_dirs(const std::string& run_id, const std::string& key, int attempt) {
-  if (!layout::is_run_id(run_id) || !layout::valid_key(key)) return;
-  std::string dir = layout::work_dir(root_, run_id, key, attempt);
-  (void)remove_tree(dir);
-  // Prune the now-empty parents up to and including work/; rmdir fails harmlessly on the
-  // first one still in use.
-  std::string work = layout::work_root(root_, run_id);
-  fs::path p = fs::path(dir).parent_path();
-  while (p.string().size() >= work.size()) {
-    if (::rmdir(p.c_str()) != 0) break;
-    p = p.parent_path();
+std::string Datastore::artifacts_dir(const std::string& run_id, const std::string& step,
+                                     const std::string& task_id) const {
+  return layout::artifacts_dir(root_, run_id, step, task_id);
+}
+
+Result<std::string> Datastore::write_artifacts_dir(const std::string& run_id,
+                                                   const std::string& step,
+                                                   const std::string& task_id,
+                                                   const ArtifactMap& view) {
+  MFLOW_RETURN_IF_ERROR(check_task_names(run_id, step, task_id));
+  std::string dir = layout::artifacts_dir(root_, run_id, step, task_id);
+  if (exists(dir)) MFLOW_RETURN_IF_ERROR(remove_tree(dir));
+  MFLOW_RETURN_IF_ERROR(base::make_dirs(dir));
+  MFLOW_RETURN_IF_ERROR(materialize(view, dir));
+  return dir;
+}
+
+Result<std::string> Datastore::make_input_dir(const std::string& run_id, const std::string& step,
+                                              const std::string& task_id,
+                                              const ArtifactMap& top_level,
+                                              const std::vector<std::string>& inputs) {
+  MFLOW_RETURN_IF_ERROR(check_task_names(run_id, step, task_id));
+  std::string dir = layout::input_dir(root_, run_id, step, task_id);
+  if (exists(dir)) MFLOW_RETURN_IF_ERROR(remove_tree(dir));
+  MFLOW_RETURN_IF_ERROR(base::make_dirs(dir));
+  MFLOW_RETURN_IF_ERROR(materialize(top_level, dir));
+  for (size_t k = 0; k < inputs.size(); ++k) {
+    // Relative links keep working where the datastore is mounted elsewhere (a pod's PVC).
+    std::string target = fs::path(inputs[k]).lexically_relative(dir).string();
+    std::string link = fmt::format("{}/{}", dir, k);
+    if (::symlink(target.c_str(), link.c_str()) != 0) return Status::from_errno(link, errno);
   }
+  return dir;
 }
 
 Result<ArtifactMap> Datastore::ingest_dir(const std::string& dir) {

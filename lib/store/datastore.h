@@ -140,13 +140,24 @@ class Datastore {
   base::Status link_logs(const TaskRecord& from, const std::string& to_run_id);
 
   // --- artifacts --------------------------------------------------------------------
-  /// Scratch directories for one attempt: `in` (materialised inputs) and `out` (what the
-  /// task writes). Both are emptied and recreated.
-  base::Result<std::pair<std::string, std::string>> make_work_dirs(const std::string& run_id,
-                                                                    const std::string& key,
-                                                                    int attempt);
-  /// Removes an attempt's scratch directories.
-  void remove_work_dirs(const std::string& run_id, const std::string& key, int attempt);
+  /// Creates (empty) the attempt's $MFLOW_OUTPUT_DIR, <task>/<attempt>.out. It is never
+  /// removed: ingestion empties it on success, and a failed attempt's partial outputs stay.
+  base::Result<std::string> make_output_dir(const std::string& run_id, const std::string& step,
+                                            const std::string& task_id, int attempt);
+  /// <task>/artifacts: what the task's children see.
+  std::string artifacts_dir(const std::string& run_id, const std::string& step,
+                            const std::string& task_id) const;
+  /// Fills <task>/artifacts with `view` (hard links to objects) and returns its path; it is
+  /// the $MFLOW_INPUT_DIR of every child with this task as its only parent.
+  base::Result<std::string> write_artifacts_dir(const std::string& run_id, const std::string& step,
+                                                const std::string& task_id,
+                                                const ArtifactMap& view);
+  /// Creates <task>/input for a task without a single parent: `top_level` artifacts as files
+  /// and, for a join, entry k as a relative symlink to inputs[k] (an artifacts directory).
+  base::Result<std::string> make_input_dir(const std::string& run_id, const std::string& step,
+                                           const std::string& task_id,
+                                           const ArtifactMap& top_level,
+                                           const std::vector<std::string>& inputs);
   /// Moves every regular file of `dir` into the object store (deduplicated) and returns
   /// name -> ref. Artifact names must be valid (see valid_artifact_name); subdirectories
   /// and invalid names are an error naming the file.

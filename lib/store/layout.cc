@@ -56,13 +56,19 @@ std::string log_file(const std::string& root, const std::string& run_id, const s
                      stderr_stream ? "stderr" : "stdout");
 }
 
-std::string work_root(const std::string& root, const std::string& run_id) {
-  return fmt::format("{}/runs/{}/work", root, run_id);
+std::string output_dir(const std::string& root, const std::string& run_id, const std::string& step,
+                       const std::string& task_id, int attempt) {
+  return fmt::format("{}/runs/{}/tasks/{}/{}/{}.out", root, run_id, step, task_id, attempt);
 }
 
-std::string work_dir(const std::string& root, const std::string& run_id, const std::string& key,
-                     int attempt) {
-  return fmt::format("{}/runs/{}/work/{}/{}", root, run_id, key, attempt);
+std::string artifacts_dir(const std::string& root, const std::string& run_id,
+                          const std::string& step, const std::string& task_id) {
+  return fmt::format("{}/runs/{}/tasks/{}/{}/artifacts", root, run_id, step, task_id);
+}
+
+std::string input_dir(const std::string& root, const std::string& run_id, const std::string& step,
+                      const std::string& task_id) {
+  return fmt::format("{}/runs/{}/tasks/{}/{}/input", root, run_id, step, task_id);
 }
 
 bool is_run_id(std::string_view name) {
@@ -87,19 +93,6 @@ bool valid_component(std::string_view name) {
     if (c == '/' || c == '\0') return false;
   }
   return true;
-}
-
-bool valid_key(std::string_view key) {
-  if (key.empty()) return false;
-  size_t start = 0;
-  while (true) {
-    size_t slash = key.find('/', start);
-    std::string_view part =
-        key.substr(start, slash == std::string_view::npos ? slash : slash - start);
-    if (!valid_component(part)) return false;
-    if (slash == std::string_view::npos) return true;
-    start = slash + 1;
-  }
 }
 
 }  // namespace mflow::store::layout

@@ -52,11 +52,19 @@ std::string task_file(const std::string& root, const std::string& run_id, const 
 std::string log_file(const std::string& root, const std::string& run_id, const std::string& step,
                      const std::string& task_id, int attempt, bool stderr_stream);
 
-/// <root>/runs/<run_id>/work
-std::string work_root(const std::string& root, const std::string& run_id);
-/// <root>/runs/<run_id>/work/<key>/<attempt> (key is "<step>/<task_id>")
-std::string work_dir(const std::string& root, const std::string& run_id, const std::string& key,
-                     int attempt);
+/// <root>/runs/<run_id>/tasks/<step>/<task_id>/<attempt>.out: $MFLOW_OUTPUT_DIR of an
+/// attempt. Emptied by ingestion when the attempt succeeds; a failed attempt's partial
+/// outputs stay there for inspection.
+std::string output_dir(const std::string& root, const std::string& run_id, const std::string& step,
+                       const std::string& task_id, int attempt);
+/// <root>/runs/<run_id>/tasks/<step>/<task_id>/artifacts: every artifact the task's children
+/// see (hard links to objects); it is their $MFLOW_INPUT_DIR.
+std::string artifacts_dir(const std::string& root, const std::string& run_id,
+                          const std::string& step, const std::string& task_id);
+/// <root>/runs/<run_id>/tasks/<step>/<task_id>/input: $MFLOW_INPUT_DIR of a task that has no
+/// single parent (start, joins).
+std::string input_dir(const std::string& root, const std::string& run_id, const std::string& step,
+                      const std::string& task_id);
 
 /// A run id: 1 to 18 decimal digits without a leading zero.
 bool is_run_id(std::string_view name);
@@ -65,7 +73,5 @@ bool is_sha256(std::string_view name);
 /// A name usable as one path component: not empty, at most 255 bytes, not "." or "..",
 /// no '/' or NUL, and not starting with '.' (dot names are reserved for temp files).
 bool valid_component(std::string_view name);
-/// A work key: one or more valid components joined by '/'.
-bool valid_key(std::string_view key);
 
 }  // namespace mflow::store::layout

@@ -277,7 +277,7 @@ TEST_CASE_METHOD(StoreFixture, "bad run ids never escape the datastore", "[store
   CHECK_THAT(missing.status().message(), Catch::Contains("no run 42"));
   CHECK_FALSE(ds.task_dir("1", "..", "0").ok());
   CHECK_FALSE(ds.task_dir("1", "s", "a/b").ok());
-  CHECK_FALSE(ds.make_work_dirs("1", "s/../../x", 0).ok());
+  CHECK_FALSE(ds.make_output_dir("1", "s", "../../x", 0).ok());
 }
 
 TEST_CASE_METHOD(StoreFixture, "a running run whose process died is reported as crashed",
@@ -719,27 +719,36 @@ TEST_CASE_METHOD(StoreFixture, "link_logs makes a reused task's logs readable", 
   REQUIRE(ds.link_logs(t, resumed.run_id).ok());
 }
 
-TEST_CASE_METHOD(StoreFixture, "work directories are recreated empty and pruned", "[store]") {
+TEST_CASE_METHOD(StoreFixture, "task input, output and artifacts directories", "[store]") {
   store::RunLock lock;
   auto run = new_run("f", &lock);
-  auto dirs = ds.make_work_dirs(run.run_id, "body/3", 0);
-  REQUIRE(dirs.ok());
-  auto [in, out] = dirs.value();
-  CHECK(in == root + "/runs/1/work/body/3/0/in");
-  CHECK(out == root + "/runs/1/work/body/3/0/out");
-  write(out + "/leftover", "x");
-  REQUIRE(base::make_dirs(out + "/locked/deeper").ok());
-  fs::permissions(out + "/locked", fs::perms::owner_read | fs::perms::owner_exec);
-  auto again = ds.make_work_dirs(run.run_id, "body/3", 0);
+  auto out = ds.make_output_dir(run.run_id, "body", "3", 0);
+  REQUIRE(out.ok());
+  CHECK(out.value() == root + "/runs/1/tasks/body/3/0.out");
+  write(out.value() + "/leftover", "x");
+  // Recreated empty: leftovers of a replaced pod never become outputs.
+  auto again = ds.make_output_dir(run.run_id, "body", "3", 0);
   REQUIRE(again.ok());
-  CHECK(fs::is_empty(again->second));
-  CHECK(fs::is_empty(again->first));
-  REQUIRE(ds.make_work_dirs(run.run_id, "body/4", 0).ok());
-  ds.remove_work_dirs(run.run_id, "body/3", 0);
-  CHECK_FALSE(fs::exists(root + "/runs/1/work/body/3"));
-  CHECK(fs::exists(root + "/runs/1/work/body/4/0/in"));
-  ds.remove_work_dirs(run.run_id, "body/4", 0);
-  CHECK_FALSE(fs::exists(root + "/runs/1/work"));
+  CHECK(fs::is_empty(again.value()));
+
+  write(out.value() + "/x", "ten");
+  auto outputs = ds.ingest_dir(out.value());
+  REQUIRE(outputs.ok());
+  auto dir = ds.write_artifacts_dir(run.run_id, "body", "3", outputs.value());
+  REQUIRE(dir.ok());
+  CHECK(dir.value() == ds.artifacts_dir(run.run_id, "body", "3"));
+  CHECK(base::read_file(dir.value() + "/x").value() == "ten");
+
+  // A join's input: agreed artifacts at the top level, each input as a relative symlink.
+  auto other = ds.write_artifacts_dir(run.run_id, "body", "4", {});
+  REQUIRE(other.ok());
+  auto input = ds.make_input_dir(run.run_id, "join", "0", outputs.value(),
+                                 {dir.value(), other.value()});
+  REQUIRE(input.ok());
+  CHECK(base::read_file(input.value() + "/x").value() == "ten");
+  CHECK(base::read_file(input.value() + "/0/x").value() == "ten");
+  CHECK(fs::is_directory(input.value() + "/1"));
+  CHECK(fs::read_symlink(input.value() + "/0") == "../../../body/3/artifacts");
 }
 
 // Measures mflow's own cost per task, not the disk's: on tmpfs when the machine has one, so
