@@ -435,6 +435,10 @@ base::ExitCode execute_flow(const std::string& flow_path, const RunFlags& flags,
     }
   }
   exec::LocalExecutor local(reporter, local_options);
+  // Tasks call mflow itself (`mflow map`) through $MFLOW_BIN, whatever PATH says.
+  std::error_code exe_ec;
+  auto exe = std::filesystem::read_symlink("/proc/self/exe", exe_ec);
+  if (!exe_ec) options.local_env["MFLOW_BIN"] = exe.string();
   options.interrupted = [] { return base::interrupted(); };
   options.acknowledge_interrupt = [] { base::acknowledge_interrupt(); };
 
