@@ -9,7 +9,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 MFLOW=${1:-${MFLOW:-$root/build/mflow}}
 shift $(( $# > 0 ? 1 : 0 ))
-if [ $# -gt 0 ]; then sizes=("$@"); else sizes=(1000 10000 100000); fi
+if [ $# -gt 0 ]; then sizes=("$@"); elif [ -n "${BENCH_QUICK:-}" ]; then sizes=(1000 10000); else sizes=(1000 10000 100000); fi
 if [ ! -x "$MFLOW" ]; then
   echo "check_scaling: mflow binary '$MFLOW' not found; build it or pass its path (MFLOW=... or first argument)" >&2
   exit 2

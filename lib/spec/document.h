@@ -35,8 +35,9 @@ struct Document {
 
 /// Nesting deeper than this is refused (it also bounds recursion on hostile input).
 inline constexpr int kMaxDocumentDepth = 64;
-/// Documents expanding to more nodes than this (YAML alias bombs) are refused.
-inline constexpr size_t kMaxDocumentNodes = 200'000;
+/// Documents expanding to more nodes than this (YAML alias bombs) are refused. A 100,000-step
+/// flow has about 500,000 nodes; an alias bomb passes any bound within a few levels.
+inline constexpr size_t kMaxDocumentNodes = 2'000'000;
 
 /// Appends one escaped reference token to a JSON pointer ("~" -> "~0", "/" -> "~1").
 std::string pointer_append(const std::string& pointer, std::string_view token);
