@@ -14,10 +14,10 @@
 
 namespace mflow::base {
 
-Result<std::string> read_file(const std::string& path) {
+Status read_file_chunks(const std::string& path,
+                        const std::function<void(const char* data, size_t size)>& sink) {
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd) return Status::from_errno(path, errno);
-  std::string out;
   char buf[1 << 16];
   while (true) {
     ssize_t n = ::read(fd.get(), buf, sizeof buf);
@@ -25,9 +25,15 @@ Result<std::string> read_file(const std::string& path) {
       if (errno == EINTR) continue;
       return Status::from_errno(path, errno);
     }
-    if (n == 0) break;
-    out.append(buf, static_cast<size_t>(n));
+    if (n == 0) return Status();
+    sink(buf, static_cast<size_t>(n));
   }
+}
+
+Result<std::string> read_file(const std::string& path) {
+  std::string out;
+  MFLOW_RETURN_IF_ERROR(
+      read_file_chunks(path, [&](const char* data, size_t size) { out.append(data, size); }));
   return out;
 }
 

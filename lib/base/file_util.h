@@ -3,6 +3,7 @@
 // Thread-safe (no shared state).
 #pragma once
 
+#include <functional>
 #include <string>
 
 #include "base/status.h"
@@ -10,6 +11,10 @@
 namespace mflow::base {
 
 Result<std::string> read_file(const std::string& path);
+
+/// Reads the file at `path` in chunks, handing each to `sink`; constant memory for any size.
+Status read_file_chunks(const std::string& path,
+                        const std::function<void(const char* data, size_t size)>& sink);
 
 /// Replaces `path` with `content` atomically. With `durable`, fsyncs the file and its
 /// directory so the content survives a power loss, not just a crash of mflow.

@@ -1,12 +1,9 @@
 #include "base/hash.h"
 
-#include <fcntl.h>
 #include <openssl/evp.h>
-#include <unistd.h>
 
-#include <cerrno>
 
-#include "base/unique_fd.h"
+#include "base/file_util.h"
 
 namespace mflow::base {
 
@@ -42,19 +39,9 @@ std::string sha256_hex(std::string_view data) {
 }
 
 Result<std::string> sha256_file(const std::string& path) {
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) return Status::from_errno(path, errno);
   Sha256 h;
-  char buf[1 << 16];
-  while (true) {
-    ssize_t n = ::read(fd.get(), buf, sizeof buf);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return Status::from_errno(path, errno);
-    }
-    if (n == 0) break;
-    h.update(buf, static_cast<size_t>(n));
-  }
+  MFLOW_RETURN_IF_ERROR(
+      read_file_chunks(path, [&](const char* data, size_t size) { h.update(data, size); }));
   return h.hex_digest();
 }
 

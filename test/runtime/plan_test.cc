@@ -2,26 +2,17 @@
 
 #include <catch2/catch.hpp>
 
+#include "support/flow_builders.h"
+
 #include "graph/graph.h"
 
 using namespace mflow;
+using test::make_step;
 using runtime::Plan;
 using runtime::TaskIndex;
 using runtime::TaskState;
 
 namespace {
-
-spec::Step step(std::string name, std::vector<std::string> next, std::string foreach = "",
-                bool join = false) {
-  spec::Step s;
-  s.name = std::move(name);
-  s.run.script = "true";
-  s.next = std::move(next);
-  s.next_pos.resize(s.next.size());
-  s.foreach = std::move(foreach);
-  s.join = join;
-  return s;
-}
 
 graph::Graph make_graph(std::vector<spec::Step> steps) {
   spec::Flow flow;
@@ -42,7 +33,7 @@ std::string step_of(const Plan& plan, TaskIndex i) {
 }  // namespace
 
 TEST_CASE("a linear flow runs its steps in order", "[runtime]") {
-  auto g = make_graph({step("start", {"middle"}), step("middle", {"end"}), step("end", {})});
+  auto g = make_graph({make_step("start", {"middle"}), make_step("middle", {"end"}), make_step("end", {})});
   Plan plan(g);
   std::vector<std::string> order;
   while (auto t = plan.find_work()) {
@@ -55,8 +46,8 @@ TEST_CASE("a linear flow runs its steps in order", "[runtime]") {
 }
 
 TEST_CASE("a static join waits for every branch and orders inputs by branch", "[runtime]") {
-  auto g = make_graph({step("start", {"a", "b"}), step("a", {"join"}), step("b", {"join"}),
-                       step("join", {"end"}), step("end", {})});
+  auto g = make_graph({make_step("start", {"a", "b"}), make_step("a", {"join"}), make_step("b", {"join"}),
+                       make_step("join", {"end"}), make_step("end", {})});
   Plan plan(g);
   auto start = plan.find_work();
   plan.task_succeeded(*start);
@@ -76,8 +67,8 @@ TEST_CASE("a static join waits for every branch and orders inputs by branch", "[
 }
 
 TEST_CASE("a foreach fans out and its join gathers splits in order", "[runtime]") {
-  auto g = make_graph({step("start", {"body"}, "items"), step("body", {"join"}),
-                       step("join", {"end"}, "", true), step("end", {})});
+  auto g = make_graph({make_step("start", {"body"}, "items"), make_step("body", {"join"}),
+                       make_step("join", {"end"}, "", true), make_step("end", {})});
   Plan plan(g);
   auto start = *plan.find_work();
   plan.task_succeeded(start, 3);
@@ -97,8 +88,8 @@ TEST_CASE("a foreach fans out and its join gathers splits in order", "[runtime]"
 }
 
 TEST_CASE("an empty foreach runs its join with no inputs", "[runtime]") {
-  auto g = make_graph({step("start", {"body"}, "items"), step("body", {"join"}),
-                       step("join", {"end"}, "", true), step("end", {})});
+  auto g = make_graph({make_step("start", {"body"}, "items"), make_step("body", {"join"}),
+                       make_step("join", {"end"}, "", true), make_step("end", {})});
   Plan plan(g);
   plan.task_succeeded(*plan.find_work(), 0);
   auto join = *plan.find_work();
@@ -110,9 +101,9 @@ TEST_CASE("an empty foreach runs its join with no inputs", "[runtime]") {
 }
 
 TEST_CASE("nested foreach tasks get two-level ids and joins close each level", "[runtime]") {
-  auto g = make_graph({step("start", {"outer"}, "xs"), step("outer", {"inner"}, "ys"),
-                       step("inner", {"inner_join"}), step("inner_join", {"outer_join"}, "", true),
-                       step("outer_join", {"end"}, "", true), step("end", {})});
+  auto g = make_graph({make_step("start", {"outer"}, "xs"), make_step("outer", {"inner"}, "ys"),
+                       make_step("inner", {"inner_join"}), make_step("inner_join", {"outer_join"}, "", true),
+                       make_step("outer_join", {"end"}, "", true), make_step("end", {})});
   Plan plan(g);
   plan.task_succeeded(*plan.find_work(), 2);
   auto o0 = *plan.find_work();
@@ -138,8 +129,8 @@ TEST_CASE("nested foreach tasks get two-level ids and joins close each level", "
 }
 
 TEST_CASE("after a failure nothing new starts but running tasks finish", "[runtime]") {
-  auto g = make_graph({step("start", {"body"}, "items"), step("body", {"join"}),
-                       step("join", {"end"}, "", true), step("end", {})});
+  auto g = make_graph({make_step("start", {"body"}, "items"), make_step("body", {"join"}),
+                       make_step("join", {"end"}, "", true), make_step("end", {})});
   Plan plan(g);
   plan.task_succeeded(*plan.find_work(), 3);
   auto b0 = *plan.find_work();
@@ -154,9 +145,9 @@ TEST_CASE("after a failure nothing new starts but running tasks finish", "[runti
 }
 
 TEST_CASE("the ready queue prefers the longer critical path", "[runtime]") {
-  auto g = make_graph({step("start", {"short", "long1"}), step("short", {"join"}),
-                       step("long1", {"long2"}), step("long2", {"join"}), step("join", {"end"}),
-                       step("end", {})});
+  auto g = make_graph({make_step("start", {"short", "long1"}), make_step("short", {"join"}),
+                       make_step("long1", {"long2"}), make_step("long2", {"join"}), make_step("join", {"end"}),
+                       make_step("end", {})});
   Plan plan(g);
   plan.task_succeeded(*plan.find_work());
   CHECK(step_of(plan, *plan.find_work()) == "long1");

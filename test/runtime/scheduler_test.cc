@@ -4,32 +4,23 @@
 
 #include <catch2/catch.hpp>
 
+#include "support/flow_builders.h"
+
 #include "support/fake_executor.h"
 #include "support/recording_reporter.h"
 #include "support/temp_dir.h"
 
 using namespace mflow;
+using test::make_step;
 
 namespace {
-
-spec::Step step(std::string name, std::vector<std::string> next, std::string foreach = "",
-                bool join = false) {
-  spec::Step s;
-  s.name = std::move(name);
-  s.run.script = "true";
-  s.next = std::move(next);
-  s.next_pos.resize(s.next.size());
-  s.foreach = std::move(foreach);
-  s.join = join;
-  return s;
-}
 
 graph::Graph foreach_graph(int retries = 0) {
   spec::Flow flow;
   flow.file = "t.yaml";
   flow.name = "t";
-  flow.steps = {step("start", {"body"}, "items"), step("body", {"join"}),
-                step("join", {"end"}, "", true), step("end", {})};
+  flow.steps = {make_step("start", {"body"}, "items"), make_step("body", {"join"}),
+                make_step("join", {"end"}, "", true), make_step("end", {})};
   flow.steps[1].retries = retries;
   spec::Diagnostics diags;
   auto g = graph::Graph::build(flow, &diags);
