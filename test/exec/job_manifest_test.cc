@@ -418,7 +418,7 @@ s.serve_forever()
   CHECK(output.find("created (dry run)") != std::string::npos);
 }
 
-TEST_CASE("--with kubernetes options parse with clear errors", "[kube]") {
+TEST_CASE("kube options: --with kubernetes parses with clear errors", "[kube]") {
   exec::KubeDefaults d;
   REQUIRE(exec::apply_with_option("kubernetes", &d).ok());
   REQUIRE(exec::apply_with_option(
