@@ -4,7 +4,9 @@
 # from the flow files, so the benchmark cannot drift from the flows) without `mflow run`
 # around them, checks that both print the same total, and reports wall time, CPU time
 # (user+sys of every process), peak RSS of the largest single process, and the speed-up.
-# Usage: bench/bigsum_map.sh [SIZE] [JOBS]   (defaults 2000 and the online cpus; BLOCKS=8;
+# mflow map runs twice: with the flow's default of 8 row blocks (BLOCKS=...) and with one
+# block per worker, the cheapest split (every block first skips the earlier rows' draws).
+# Usage: bench/bigsum_map.sh [SIZE] [JOBS]   (defaults 2000 and the online cpus;
 #        BENCH_QUICK=1 uses size 600 so CI runs it in seconds; MFLOW=path/to/mflow)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -33,7 +35,7 @@ start_script "$root/flows/bigsum-map.toml" > "$work/map.py"
 measure() {  # NAME SCRIPT [ENV...]: runs the script as a task would; prints "wall cpu peak_kb"
   local name=$1 script=$2; shift 2
   mkdir -p "$work/$name"
-  env MFLOW_PARAM_SIZE="$size" MFLOW_PARAM_BLOCKS="$blocks" MFLOW_OUTPUT_DIR="$work/$name" "$@" \
+  env MFLOW_PARAM_SIZE="$size" MFLOW_OUTPUT_DIR="$work/$name" "$@" \
     /usr/bin/time -f '%e %U %S %M' -o "$work/$name.time" python3 -c "$(cat "$script")" \
     > "$work/$name.out" 2> "$work/$name.err" ||
     { echo "failed: $name" >&2; cat "$work/$name.err" >&2; exit 1; }
@@ -42,20 +44,24 @@ measure() {  # NAME SCRIPT [ENV...]: runs the script as a task would; prints "wa
 row() { awk -v t="$1" -v w="$2" -v c="$3" -v k="$4" \
   'BEGIN { printf "%-26s %8.2f %8.2f %14.1f\n", t, w, c, k / 1024 }'; }
 
-echo "BigSum of a ${size}x${size} matrix, $blocks row blocks, $jobs worker(s), on $(nproc) cpus"
+echo "BigSum of a ${size}x${size} matrix, $jobs worker(s), on $(nproc) cpus"
 printf '%-26s %8s %8s %14s\n' variant wall_s cpu_s peak_rss_MB
 read -r o_wall o_cpu o_kb < <(measure one "$work/one.py")
 row "one process" "$o_wall" "$o_cpu" "$o_kb"
-read -r m_wall m_cpu m_kb < <(measure map "$work/map.py" MFLOW_BIN="$MFLOW" MFLOW_CPUS="$jobs")
-row "mflow map -j $jobs" "$m_wall" "$m_cpu" "$m_kb"
 one_total=$(cat "$work/one/total")
-map_total=$(cat "$work/map/total")
-if [ "$one_total" != "$map_total" ]; then
-  echo "totals differ: one process $one_total, mflow map $map_total" >&2
-  exit 1
-fi
-echo "total (both)               $one_total"
-awk -v o="$o_wall" -v m="$m_wall" -v j="$jobs" 'BEGIN {
-  printf "speed-up one/map          %8.2f   (ideal %d; each block first skips the earlier rows'"'"' draws)\n", o / (m + 0.001), j
-}'
-echo "peak RSS is the largest single process; with -j $jobs, up to $jobs blocks are resident at once"
+speedups=""
+for b in $(printf "%s\n" "$blocks" "$jobs" | awk "!seen[\$0]++"); do
+  read -r m_wall m_cpu m_kb < <(measure "map$b" "$work/map.py" MFLOW_PARAM_BLOCKS="$b" \
+    MFLOW_BIN="$MFLOW" MFLOW_CPUS="$jobs")
+  row "mflow map -j $jobs, $b blocks" "$m_wall" "$m_cpu" "$m_kb"
+  map_total=$(cat "$work/map$b/total")
+  if [ "$one_total" != "$map_total" ]; then
+    echo "totals differ: one process $one_total, mflow map with $b blocks $map_total" >&2
+    exit 1
+  fi
+  speedups+=$(awk -v o="$o_wall" -v m="$m_wall" -v b="$b" -v c="$m_cpu" -v oc="$o_cpu" 'BEGIN {
+    printf "speed-up with %2d blocks   %8.2f   (cpu %.2fx of one process)\n", b, o / (m + 0.001), c / (oc + 0.001) }')$'\n'
+done
+echo "total (all agree)          $one_total"
+printf '%s' "$speedups"
+echo "ideal speed-up: $jobs; peak RSS is the largest single process (up to $jobs blocks run at once)"
