@@ -478,20 +478,18 @@ spec::Flow big_flow(int n) {
 
 }  // namespace
 
-TEST_CASE("a 100,000-step chain lints quickly and without recursion", "[graph]") {
+// Speed is measured by bench/check_scaling.sh; this pins that a chain far deeper than any
+// stack could recurse through lints completely.
+TEST_CASE("a 100,000-step chain lints without recursion", "[graph]") {
   spec::Flow flow = big_flow(100000);
   size_t steps = flow.steps.size();
-  auto t0 = std::chrono::steady_clock::now();
   spec::Diagnostics diags;
   auto g = Graph::build(std::move(flow), &diags);
-  auto elapsed = std::chrono::steady_clock::now() - t0;
   INFO(diags.format_all());
   REQUIRE(g.has_value());
   CHECK(g->nodes().size() == steps);
   CHECK(g->node(g->start()).critical_path > 90000);
   CHECK(g->topo_order().size() == steps);
-  // Generous for sanitizer and debug builds; a release build takes a few tens of ms.
-  CHECK(std::chrono::duration_cast<std::chrono::milliseconds>(elapsed).count() < 3000);
 }
 
 TEST_CASE("a 100,000-step cycle is found and its path elided", "[graph]") {

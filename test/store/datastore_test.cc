@@ -751,9 +751,10 @@ TEST_CASE_METHOD(StoreFixture, "task input, output and artifacts directories", "
   CHECK(fs::read_symlink(input.value() + "/0") == "../../../body/3/artifacts");
 }
 
-// Measures mflow's own cost per task, not the disk's: on tmpfs when the machine has one, so
-// a slow or busy disk cannot hide (or fake) quadratic behaviour.
-TEST_CASE("10,000 tasks in one run are written and listed quickly", "[store]") {
+// A run of 10,000 tasks round-trips in order. On tmpfs when the machine has one, to keep the
+// test short. Speed is measured by bench/foreach_vs_xargs.sh, not here: timed unit tests
+// are noise on shared machines (and meaningless under sanitizers).
+TEST_CASE("10,000 tasks in one run are written and listed in order", "[store]") {
   std::string base_dir = fs::is_directory("/dev/shm") && ::access("/dev/shm", W_OK) == 0
                              ? "/dev/shm"
                              : fs::temp_directory_path().string();
@@ -775,14 +776,6 @@ TEST_CASE("10,000 tasks in one run are written and listed quickly", "[store]") {
   REQUIRE(run.ok());
   const std::string& id = run->run_id;
 
-  // CPU time (user + system) of this process: what mflow costs, whatever else the machine runs.
-  auto cpu_seconds = [] {
-    rusage u;
-    ::getrusage(RUSAGE_SELF, &u);
-    return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
-           static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
-  };
-  double start = cpu_seconds();
   for (int i = 0; i < 10000; ++i) {
     store::TaskRecord t;
     t.run_id = id;
@@ -796,9 +789,7 @@ TEST_CASE("10,000 tasks in one run are written and listed quickly", "[store]") {
     t.status = store::TaskStatus::kSucceeded;
     REQUIRE(ds->write_task(t).ok());  // the running record, then the final one
   }
-  double written = cpu_seconds();
   auto tasks = ds->list_tasks(id);
-  double listed = cpu_seconds();
   REQUIRE(tasks.ok());
   REQUIRE(tasks->size() == 10000);
   CHECK(tasks->at(9999).task_id == "9999");
@@ -806,9 +797,4 @@ TEST_CASE("10,000 tasks in one run are written and listed quickly", "[store]") {
   store::RunInfo final_info = run.value();
   final_info.status = store::RunStatus::kSucceeded;
   REQUIRE(ds->write_run(final_info).ok());
-  INFO(base_dir << ": write " << written - start << " s, list " << listed - written << " s (CPU)");
-  // About 5x what a 2-core machine measures (0.8 s and 0.3 s); quadratic behaviour (say, a
-  // directory scan per record) costs far more.
-  CHECK(written - start < 5.0);
-  CHECK(listed - written < 2.0);
 }
