@@ -3,11 +3,12 @@
 # `parallel -j J` (skipped with a note when not installed), side by side in one run.
 # Prints wall time, peak RSS and the mflow/xargs ratio. Targets (issue 5): within 1.5x of
 # xargs and faster than GNU parallel.
-# Usage: bench/map_vs_xargs.sh [ITEMS] [JOBS]   (defaults 10000 and 16; MFLOW=path/to/mflow;
+# Usage: bench/map_vs_xargs.sh [ITEMS] [JOBS]   (defaults 10000, BENCH_QUICK=1: 1000, and 16; MFLOW=path/to/mflow;
 #        CMD=true|echo picks the trivial command, default true)
 set -euo pipefail
 MFLOW=${MFLOW:-$(cd "$(dirname "$0")/.." && pwd)/build/mflow}
-n=${1:-10000}
+if [ -n "${BENCH_QUICK:-}" ]; then default_n=1000; else default_n=10000; fi
+n=${1:-$default_n}
 j=${2:-16}
 cmd=${CMD:-true}
 [ -x "$MFLOW" ] || { echo "no mflow binary at $MFLOW (set MFLOW=...)" >&2; exit 2; }
