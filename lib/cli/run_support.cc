@@ -258,10 +258,11 @@ base::ExitCode execute_flow(const std::string& flow_path, const RunFlags& flags,
     return ExitCode::kUsage;
   }
 
-  // Phase 2: open the datastore and find the origin run when resuming.
+  // Phase 2: open the datastore and find the origin run when resuming. A new run creates
+  // the datastore only once every check below passed, so bad input leaves no trace.
   std::string root = resolve_datastore(flags.datastore);
-  auto store = store::Datastore::open(root, /*create=*/true);
-  if (!store.ok()) {
+  auto store = store::Datastore::open(root, /*create=*/false);
+  if (!store.ok() && resume) {
     print_status_error(store.status());
     return ExitCode::kEnvironment;
   }
@@ -364,6 +365,13 @@ base::ExitCode execute_flow(const std::string& flow_path, const RunFlags& flags,
   if (flags.dry_run) return print_manifests(*graph, options, kube_defaults, root);
 
   // Phase 4: create the run and its executors.
+  if (!store.ok()) {
+    store = store::Datastore::open(root, /*create=*/true);
+    if (!store.ok()) {
+      print_status_error(store.status());
+      return ExitCode::kEnvironment;
+    }
+  }
   store::RunInfo info;
   info.flow = graph->flow().name;
   std::error_code ec;

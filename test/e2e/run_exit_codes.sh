@@ -13,8 +13,11 @@ expect_code 2 "$MFLOW" run ok.yaml --no-such-flag
 expect_code 2 "$MFLOW" run ok.yaml --param nope=1
 expect_code 2 "$MFLOW" run missing.yaml
 expect_code 3 "$MFLOW" run invalid.yaml
-expect_code 4 "$MFLOW" run big.yaml 2> big.err
+expect_code 4 "$MFLOW" run big.yaml --datastore fresh 2> big.err
 contains big.err "--with kubernetes"
+test ! -e fresh   # refused input leaves no datastore behind
+expect_code 3 "$MFLOW" run invalid.yaml --datastore fresh
+test ! -e fresh
 echo garbage > notadir
 expect_code 4 "$MFLOW" run ok.yaml --datastore notadir
 expect_code 2 "$MFLOW" logs 99/start
