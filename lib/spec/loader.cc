@@ -36,6 +36,13 @@ FileFormat sniff_format(std::string_view text) {
 
 std::optional<Flow> load_flow_text(std::string_view text, FileFormat format,
                                    const std::string& file_label, Diagnostics* diags) {
+  // Flow files are UTF-8, whichever the format; checking up front also shields the
+  // validator, whose UTF-8 decoder reads out of bounds on malformed sequences (fuzzing).
+  if (std::optional<SourcePos> bad = first_invalid_utf8(text)) {
+    diags->error(file_label, *bad, "the file is not valid UTF-8 here",
+                 "save the flow file as UTF-8");
+    return std::nullopt;
+  }
   // Parse -> validate the shape -> build the model. The builder runs even when the schema
   // found problems so that one pass reports everything; it skips what the schema rejected.
   std::optional<Document> doc = format == FileFormat::kToml

@@ -74,13 +74,6 @@ class TomlConverter {
 
 std::optional<Document> parse_toml_document(std::string_view text, const std::string& file,
                                             Diagnostics* diags) {
-  // Flow files are UTF-8; checking up front also shields the validator, whose UTF-8 decoder
-  // reads out of bounds on malformed sequences (found by fuzzing).
-  if (std::optional<SourcePos> bad = first_invalid_utf8(text)) {
-    diags->error(file, *bad, "the file is not valid UTF-8 here",
-                 "save the flow file as UTF-8");
-    return std::nullopt;
-  }
   size_t errors_before = diags->items().size();
   Document doc;
   try {
