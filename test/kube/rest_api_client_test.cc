@@ -242,8 +242,9 @@ TEST_CASE("RestApiClient: watch delivers events as they arrive", "[kube]") {
   std::atomic<bool> stream_still_open{false};
   LoopbackServer server([&](const HttpRequest&, HttpWriter& w) {
     w.start_chunked();
-    w.chunk(R"({"type":"ADDED","object":{"kind":"Job","metadata":{"name":"a","resourceVersion":"11"}}})" "\n");
+    // Set before the first event goes out: the client may handle it before this thread runs on.
     stream_still_open = true;
+    w.chunk(R"({"type":"ADDED","object":{"kind":"Job","metadata":{"name":"a","resourceVersion":"11"}}})" "\n");
     {
       std::unique_lock<std::mutex> lock(mu);
       cv.wait_for(lock, 10s, [&] { return first_seen; });
