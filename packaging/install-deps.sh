@@ -8,7 +8,7 @@ packages="
   libcli11-dev libyaml-cpp-dev libcpprest-dev nlohmann-json3-dev libfmt-dev libspdlog-dev
   catch2 libtomlplusplus-dev libvalijson-dev libssl-dev libboost-dev
   clang libclang-rt-14-dev
-  python3 openssl procps time parallel
+  python3 python3-yaml openssl procps time parallel
 "
 
 if [ "$(id -u)" -ne 0 ]; then

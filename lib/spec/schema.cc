@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <map>
 #include <memory>
 #include <regex>
 #include <set>
@@ -45,6 +46,16 @@ const CompiledSchema& compiled_schema() {
     return c;
   }();
   return *compiled;
+}
+
+// Patterns come only from the embedded schema, so the cache stays small. Compiling a
+// std::regex costs ~50 us (locale collation tables for every bracket); doing it once per key
+// made `check` of a 10,000-step flow spend 60% of its time here.
+const std::regex& compiled_pattern(const std::string& pattern) {
+  thread_local std::map<std::string, std::regex, std::less<>> cache;
+  auto it = cache.find(pattern);
+  if (it == cache.end()) it = cache.emplace(pattern, std::regex(pattern)).first;
+  return it->second;
 }
 
 std::string unescape_token(std::string_view token) {
@@ -94,7 +105,7 @@ const json* schema_at(const json& schema_root, const std::string& pointer) {
       next = &(*node)["properties"][token];
     } else if (node->contains("patternProperties")) {
       for (const auto& [pattern, sub] : (*node)["patternProperties"].items()) {
-        if (std::regex_search(token, std::regex(pattern))) next = &sub;
+        if (std::regex_search(token, compiled_pattern(pattern))) next = &sub;
       }
     }
     if (!next && node->contains("additionalProperties") &&
@@ -350,7 +361,7 @@ void check_property_names(const Document& doc, const json& schema_root, const js
           *unsafe = true;
           ok = false;
         } else if (names->contains("pattern")) {
-          ok = std::regex_search(key, std::regex((*names)["pattern"].get<std::string>()));
+          ok = std::regex_search(key, compiled_pattern((*names)["pattern"].get_ref<const std::string&>()));
         }
         if (names->contains("maxLength") && key.size() > (*names)["maxLength"].get<size_t>()) {
           ok = false;

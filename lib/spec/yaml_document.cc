@@ -211,6 +211,24 @@ class DocumentStarts : public YAML::EventHandler {
   std::vector<YAML::Mark> starts;
 };
 
+// Whether any line starts with a document marker (`---` or `...` followed by a blank or the end
+// of the line). Only then can the text hold a second document: inside a document such a line is
+// either a marker or an error (YAML forbids them in scalars), so this prefilter never misses one
+// and saves the second, event-level parse for the usual single-document file.
+bool has_document_marker(std::string_view text) {
+  for (size_t at = 0; at < text.size();) {
+    size_t end = text.find('\n', at);
+    if (end == std::string_view::npos) end = text.size();
+    std::string_view line = text.substr(at, end - at);
+    if ((base::starts_with(line, "---") || base::starts_with(line, "...")) &&
+        (line.size() == 3 || line[3] == ' ' || line[3] == '\t' || line[3] == '\r')) {
+      return true;
+    }
+    at = end + 1;
+  }
+  return false;
+}
+
 // The first character that is not blank, a comment, a directive or a document marker.
 std::optional<SourcePos> first_content(std::string_view text) {
   int line = 1;
@@ -251,10 +269,12 @@ std::optional<Document> parse_yaml_document(std::string_view text, const std::st
       }
       return std::nullopt;
     }
-    std::istringstream in(owned);
-    YAML::Parser parser(in);
     DocumentStarts starts;
-    for (int i = 0; i < 2 && parser.HandleNextDocument(starts); ++i) {
+    if (has_document_marker(text)) {
+      std::istringstream in(owned);
+      YAML::Parser parser(in);
+      for (int i = 0; i < 2 && parser.HandleNextDocument(starts); ++i) {
+      }
     }
     if (starts.starts.size() > 1) {
       diags->error(file, to_pos(starts.starts[1]),
