@@ -1,9 +1,13 @@
 #include <exception>
 #include <iostream>
+#include <string>
+#include <vector>
 
 #include <fmt/core.h>
 
 #include "cli/command.h"
+#include "base/strings.h"
+#include "cli/run_support.h"
 
 namespace mflow::cli {
 
@@ -35,10 +39,34 @@ base::ExitCode run_main(int argc, char** argv) {
   GlobalOptions global;
   Commands commands;
   build_app(app, global, commands);
+  // The flow's parameter flags (`mflow run flow.yaml --size 5`) cannot be declared to CLI11
+  // before the flow is read, so the selected command's unknown long options are set aside
+  // here and interpreted once the flow is loaded. Global options take no values, so the
+  // first word that is not an option names the command.
+  std::vector<std::string> args(argv, argv + argc);
+  const std::vector<std::string>* set_aside = nullptr;
+  for (size_t i = 1; i < args.size(); ++i) {
+    if (!args[i].empty() && args[i][0] == '-') continue;
+    for (const auto& command : commands) {
+      if (command.param_flags && command.app->check_name(args[i])) {
+        *command.param_flags = take_param_flags(*command.app, args, i + 1);
+        set_aside = command.param_flags;
+      }
+    }
+    break;
+  }
+  std::vector<char*> kept_argv;
+  for (auto& a : args) kept_argv.push_back(a.data());
   try {
-    app.parse(argc, argv);
+    app.parse(static_cast<int>(kept_argv.size()), kept_argv.data());
   } catch (const CLI::ParseError& e) {
     int code = app.exit(e);
+    if (code != 0 && set_aside && !set_aside->empty()) {
+      std::cerr << fmt::format(
+          "note: `{}` was taken as flow parameter flags, which go after the flow file: "
+          "mflow run FLOW --NAME VALUE\n",
+          base::join(*set_aside, " "));
+    }
     // CLI11 reports --help/--version as "errors" with code 0; everything else is usage.
     return code == 0 ? base::ExitCode::kOk : base::ExitCode::kUsage;
   }

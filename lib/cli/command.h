@@ -5,6 +5,7 @@
 #pragma once
 
 #include <functional>
+#include <string>
 #include <vector>
 
 #include <CLI/CLI.hpp>
@@ -21,6 +22,9 @@ struct GlobalOptions {
 struct Command {
   CLI::App* app = nullptr;
   std::function<base::ExitCode()> run;
+  // Set by `run` and `resume`: where run_main() puts the long options the command does not
+  // define (the flow's `--NAME VALUE` parameter flags) before CLI11 parses the rest.
+  std::vector<std::string>* param_flags = nullptr;
 };
 
 using Commands = std::vector<Command>;

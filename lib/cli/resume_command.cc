@@ -27,7 +27,9 @@ void add_resume_command(CLI::App& root, const GlobalOptions& global, Commands& o
   app->add_option("--origin-run-id", state->origin,
                   "Run to resume (default: the latest run of the flow)");
   add_run_flags(*app, state->flags);
-  out.push_back({app, [state, &global] {
+  app->footer("Parameter flags (--NAME VALUE) work as in `mflow run`; they go after FLOW and STEP.");
+  out.push_back({app, [state, app, &global] {
+    state->flags.own_flags = long_option_names(*app);
     ResumeRequest request;
     request.origin_run_id = state->origin;
     std::string flow_path;
@@ -67,7 +69,7 @@ void add_resume_command(CLI::App& root, const GlobalOptions& global, Commands& o
       request.origin_run_id = origin->run_id;
     }
     return execute_flow(flow_path, state->flags, request, global.verbosity);
-  }});
+  }, &state->flags.param_flags});
 }
 
 }  // namespace mflow::cli

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
@@ -124,34 +125,148 @@ base::Result<std::string> canonical_value(const spec::Parameter& p, const std::s
 
 }  // namespace
 
+std::vector<std::string> long_option_names(const CLI::App& app) {
+  std::vector<std::string> names;
+  for (const CLI::Option* o : app.get_options()) {
+    for (const auto& n : o->get_lnames()) names.push_back("--" + n);
+  }
+  return names;
+}
+
+std::vector<std::string> take_param_flags(const CLI::App& app, std::vector<std::string>& args,
+                                          size_t from) {
+  auto is_option = [](const std::string& t) {
+    return t.size() > 1 && t[0] == '-' && !std::isdigit(static_cast<unsigned char>(t[1])) &&
+           t[1] != '.';
+  };
+  std::vector<std::string> taken;
+  std::vector<std::string> kept(args.begin(), args.begin() + static_cast<std::ptrdiff_t>(from));
+  for (size_t i = from; i < args.size(); ++i) {
+    const std::string& t = args[i];
+    if (t == "--") {
+      kept.insert(kept.end(), args.begin() + static_cast<std::ptrdiff_t>(i), args.end());
+      break;
+    }
+    bool long_option = t.size() > 2 && t[0] == '-' && t[1] == '-' &&
+                       std::isalpha(static_cast<unsigned char>(t[2]));
+    std::string name = long_option ? t.substr(0, t.find('=')) : "";
+    bool defined = app.get_option_no_throw(name) != nullptr ||
+                   (app.get_parent() && app.get_parent()->get_option_no_throw(name) != nullptr);
+    if (!long_option || name == "--help" || defined) {
+      kept.push_back(t);
+      continue;
+    }
+    taken.push_back(t);
+    if (t.find('=') == std::string::npos && i + 1 < args.size() && !is_option(args[i + 1])) {
+      taken.push_back(args[++i]);
+    }
+  }
+  args = std::move(kept);
+  return taken;
+}
+
+namespace {
+
+struct ParamAssignment {
+  std::string name;
+  std::string value;
+  std::string where;  // as the user wrote it, for messages
+};
+
+std::string no_such_parameter(const spec::Flow& flow, const std::string& where,
+                              const std::string& name, const std::vector<std::string>& names,
+                              const std::vector<std::string>& own_flags) {
+  std::string hint = base::closest_match(name, names);
+  if (!hint.empty()) return fmt::format("{}: flow '{}' has no parameter '{}'; did you mean '{}'?",
+                                        where, flow.name, name, hint);
+  std::string flag_hint = base::closest_match("--" + name, own_flags);
+  if (!flag_hint.empty()) {
+    return fmt::format("{}: not an mflow flag, and flow '{}' has no parameter '{}'; did you mean "
+                       "{}?", where, flow.name, name, flag_hint);
+  }
+  return fmt::format("{}: flow '{}' has no parameter '{}'{}", where, flow.name, name,
+                     names.empty() ? std::string(" (it declares none)")
+                                   : " (it declares: " + base::join(names, ", ") + ")");
+}
+
+// Parameter flags as typed: `--NAME=VALUE`, `--NAME VALUE`, or a bare `--NAME` (a boolean set
+// to true). `--learning-rate` names the parameter `learning_rate`.
+base::Result<std::vector<ParamAssignment>> parse_param_flags(
+    const spec::Flow& flow, const std::vector<std::string>& tokens,
+    const std::vector<std::string>& names, const std::vector<std::string>& own_flags) {
+  std::vector<ParamAssignment> out;
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    const std::string& t = tokens[i];
+    ParamAssignment a;
+    size_t eq = t.find('=');
+    a.name = t.substr(2, eq == std::string::npos ? std::string::npos : eq - 2);
+    std::replace(a.name.begin(), a.name.end(), '-', '_');
+    const spec::Parameter* decl = nullptr;
+    for (const auto& p : flow.parameters) {
+      if (p.name == a.name) decl = &p;
+    }
+    bool has_value = eq != std::string::npos;
+    if (has_value) a.value = t.substr(eq + 1);
+    bool next_is_value = !has_value && i + 1 < tokens.size() && tokens[i + 1].rfind("--", 0) != 0;
+    if (next_is_value) a.value = tokens[i + 1];
+    a.where = next_is_value ? t + " " + a.value : t;
+    if (!decl) {
+      return base::Status::invalid(no_such_parameter(flow, a.where, a.name, names, own_flags));
+    }
+    if (next_is_value) ++i;
+    if (!has_value && !next_is_value) {
+      if (decl->type != spec::ParamType::kBoolean) {
+        return base::Status::invalid(fmt::format("{}: parameter '{}' needs a value: {} VALUE or "
+                                                 "{}=VALUE", t, a.name, t, t));
+      }
+      a.value = "true";
+    }
+    out.push_back(std::move(a));
+  }
+  return out;
+}
+
+}  // namespace
+
 base::Result<std::map<std::string, std::string>> resolve_params(
     const spec::Flow& flow, const std::vector<std::string>& assignments,
+    const std::vector<std::string>& param_flags, const std::vector<std::string>& own_flags,
     const std::map<std::string, std::string>& base) {
-  std::map<std::string, std::string> given;
   std::vector<std::string> names;
   for (const auto& p : flow.parameters) names.push_back(p.name);
+  std::vector<ParamAssignment> all;
   for (const auto& a : assignments) {
     auto eq = a.find('=');
     if (eq == std::string::npos || eq == 0) {
       return base::Status::invalid(
           fmt::format("--param '{}': expected NAME=VALUE, e.g. --param size=100", a));
     }
-    std::string name = a.substr(0, eq);
+    all.push_back({a.substr(0, eq), a.substr(eq + 1), "--param " + a});
+    bool declared = std::find(names.begin(), names.end(), all.back().name) != names.end();
+    if (!declared) {
+      return base::Status::invalid(
+          no_such_parameter(flow, all.back().where, all.back().name, names, {}));
+    }
+  }
+  auto flagged = parse_param_flags(flow, param_flags, names, own_flags);
+  if (!flagged.ok()) return flagged.status();
+  all.insert(all.end(), flagged->begin(), flagged->end());
+
+  std::map<std::string, std::string> given;
+  std::map<std::string, std::string> given_where;
+  for (const auto& a : all) {
+    if (auto w = given_where.find(a.name); w != given_where.end()) {
+      return base::Status::invalid(fmt::format(
+          "parameter '{}' is given twice ({} and {}); give it once", a.name, w->second, a.where));
+    }
     const spec::Parameter* decl = nullptr;
     for (const auto& p : flow.parameters) {
-      if (p.name == name) decl = &p;
+      if (p.name == a.name) decl = &p;
     }
-    if (!decl) {
-      std::string hint = base::closest_match(name, names);
-      return base::Status::invalid(fmt::format(
-          "--param {}: flow '{}' has no parameter '{}'{}", a, flow.name, name,
-          hint.empty() ? (names.empty() ? std::string(" (it declares none)")
-                                        : " (it declares: " + base::join(names, ", ") + ")")
-                       : "; did you mean '" + hint + "'?"));
-    }
-    auto v = canonical_value(*decl, a.substr(eq + 1), "--param " + a);
+    auto v = canonical_value(*decl, a.value, a.where);
     if (!v.ok()) return v.status();
-    given[name] = v.value();
+    given[a.name] = v.value();
+    given_where[a.name] = a.where;
   }
   std::map<std::string, std::string> out;
   for (const auto& p : flow.parameters) {
@@ -163,7 +278,8 @@ base::Result<std::map<std::string, std::string>> resolve_params(
       out[p.name] = *p.default_value;
     } else if (p.required) {
       return base::Status::invalid(fmt::format(
-          "parameter '{}' is required: pass --param {}=VALUE{}", p.name, p.name,
+          "parameter '{}' is required: pass --{} VALUE (or --param {}=VALUE){}", p.name, p.name,
+          p.name,
           p.help.empty() ? "" : " (" + p.help + ")"));
     }
   }
@@ -307,7 +423,8 @@ base::ExitCode execute_flow(const std::string& flow_path, const RunFlags& flags,
   }
 
   // Phase 3: parameters, routing and the local preflight.
-  auto params = resolve_params(graph->flow(), flags.params, base_params);
+  auto params = resolve_params(graph->flow(), flags.params, flags.param_flags, flags.own_flags,
+                               base_params);
   if (!params.ok()) {
     print_status_error(params.status());
     return ExitCode::kUsage;

@@ -21,6 +21,10 @@ struct RunFlags {
   int max_workers = 16;
   int64_t max_num_splits = 100;
   std::vector<std::string> params;  // --param NAME=VALUE
+  // `--NAME VALUE` / `--NAME=VALUE` / bare `--NAME` tokens for declared parameters, set aside
+  // by take_param_flags() before CLI11 parses the rest (the flow is not known until then).
+  std::vector<std::string> param_flags;
+  std::vector<std::string> own_flags;  // the command's long options, for did-you-mean
   std::vector<std::string> with;    // --with kubernetes[:k=v,...]
   double local_cpus = 0;            // 0: detect
   int64_t local_memory_mb = 0;      // 0: detect
@@ -37,6 +41,16 @@ struct RunFlags {
 /// Registers the flags above on `app`.
 void add_run_flags(CLI::App& app, RunFlags& flags);
 
+/// Every long option `app` defines, as `--name`.
+std::vector<std::string> long_option_names(const CLI::App& app);
+
+/// Moves every long option in args[from..] that `app` does not define (`--size 5`,
+/// `--size=5`, `--debug`) out of `args` and returns those tokens, in order. A bare option takes
+/// the next token as its value unless that token is another option (a negative number is a
+/// value); scanning stops at `--`. What the tokens mean is decided once the flow is loaded.
+std::vector<std::string> take_param_flags(const CLI::App& app, std::vector<std::string>& args,
+                                          size_t from);
+
 /// Resume request: which run to reuse tasks from and which step (if any) to re-run from.
 struct ResumeRequest {
   std::string origin_run_id;  // empty: the latest run of the flow
@@ -51,10 +65,13 @@ base::ExitCode execute_flow(const std::string& flow_path, const RunFlags& flags,
 /// The datastore root from a flag value, $MFLOW_DATASTORE, or ./.mflow.
 std::string resolve_datastore(const std::string& flag);
 
-/// Turns --param values into name -> canonical text for each declared parameter, applying
-/// defaults; `base` supplies values to keep (resume keeps the origin's). Errors name the flag.
+/// Turns --param values and parameter flags (see take_param_flags) into name -> canonical
+/// text for each declared parameter, applying defaults; `base` supplies values to keep
+/// (resume keeps the origin's). Errors name the flag as the user wrote it; `own_flags` (the
+/// command's long options) feed the did-you-mean for a mistyped mflow flag.
 base::Result<std::map<std::string, std::string>> resolve_params(
     const spec::Flow& flow, const std::vector<std::string>& assignments,
+    const std::vector<std::string>& param_flags, const std::vector<std::string>& own_flags,
     const std::map<std::string, std::string>& base);
 
 }  // namespace mflow::cli
