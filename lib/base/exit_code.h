@@ -13,6 +13,7 @@ enum class ExitCode : int {
   kKubernetes = 5,      // the Kubernetes API refused or could not be reached
   kInternal = 70,       // a bug in mflow (EX_SOFTWARE)
   kInterrupted = 130,   // Ctrl-C or SIGTERM
+  kOutputClosed = 141,  // stdout's reader went away (`| head`): quiet, like death by SIGPIPE
 };
 
 inline int to_int(ExitCode code) { return static_cast<int>(code); }

@@ -19,6 +19,7 @@ enum class StatusCode {
   kIoError,      // the file system said no
   kUnavailable,  // a remote service (Kubernetes API) cannot be reached or refused us
   kConflict,     // something already exists or is locked by someone else
+  kClosed,       // the reading end of a pipe went away (EPIPE): `mflow map ... | head`
   kInternal,
 };
 

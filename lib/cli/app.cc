@@ -22,7 +22,7 @@ void build_app(CLI::App& app, GlobalOptions& global, Commands& commands) {
   app.footer(
       "Run `mflow COMMAND --help` for a command's options.\n"
       "Exit codes: 0 ok, 1 task failed, 2 usage, 3 invalid flow, 4 datastore/environment,\n"
-      "5 Kubernetes API, 130 interrupted.");
+      "5 Kubernetes API, 130 interrupted, 141 (map) stdout closed.");
   add_run_command(app, global, commands);
   add_resume_command(app, global, commands);
   add_check_command(app, global, commands);

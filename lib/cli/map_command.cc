@@ -359,6 +359,14 @@ ExitCode run_map(MapOptions& o) {
   auto discard = [&] {
     if (!temp_path.empty()) ::unlink(temp_path.c_str());
   };
+  // A reader that stopped reading (`mflow map ... | head`) is not an error to report: the
+  // workers are already stopped, and mflow ends quietly with 141 as `seq | head` would.
+  auto fail = [&](const base::Status& status) {
+    discard();
+    if (!file_fd && status.code() == base::StatusCode::kClosed) return ExitCode::kOutputClosed;
+    error(status.message());
+    return ExitCode::kEnvironment;
+  };
 
   // Phase 3: run, writing each item's output in input order as it becomes available.
   base::install_interrupt_handlers();
@@ -414,11 +422,7 @@ ExitCode run_map(MapOptions& o) {
     discard();
     return ExitCode::kTaskFailed;
   }
-  if (!s.ok()) {
-    error(s.message());
-    discard();
-    return ExitCode::kEnvironment;
-  }
+  if (!s.ok()) return fail(s);
   const exec::MapResult& r = result.value();
   if (r.kind == exec::MapResult::Kind::kInterrupted) {
     (void)out.flush();
@@ -441,11 +445,7 @@ ExitCode run_map(MapOptions& o) {
       s = base::Status::from_errno("--output-file " + o.output_file, errno);
     }
   }
-  if (!s.ok()) {
-    error(s.message());
-    discard();
-    return ExitCode::kEnvironment;
-  }
+  if (!s.ok()) return fail(s);
   return ExitCode::kOk;
 }
 

@@ -69,3 +69,12 @@ contains e4.txt "--items-json items.txt"
 expect_code 2 "$MFLOW" map -j 0 -- echo ::: a 2> /dev/null
 expect_code 4 "$MFLOW" map --items-lines missing.txt -- echo 2> e5.txt
 contains e5.txt "missing.txt"
+
+# A reader that stops early (`| head`): quiet exit 141 as `seq | head`, no worker left behind.
+set +o pipefail
+"$MFLOW" map -j 2 -- sh -c 'echo "$$" >> pids.txt; seq 100000' ::: $(seq 200) 2> e6.txt | head -c 100 > /dev/null
+code=${PIPESTATUS[0]}
+set -o pipefail
+[ "$code" = 141 ] || { echo "map | head exited $code, expected 141" >&2; cat e6.txt >&2; exit 1; }
+[ ! -s e6.txt ] || { echo "map | head printed:" >&2; cat e6.txt >&2; exit 1; }
+while read -r pid; do not alive "$pid"; done < pids.txt
