@@ -32,6 +32,7 @@ void build_app(CLI::App& app, GlobalOptions& global, Commands& commands) {
   add_map_command(app, global, commands);
   add_schema_command(app, global, commands);
   add_task_command(app, global, commands);
+  add_guard_command(app, global, commands);
 }
 
 base::ExitCode run_main(int argc, char** argv) {

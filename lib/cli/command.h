@@ -39,6 +39,8 @@ void add_runs_command(CLI::App& root, const GlobalOptions& global, Commands& out
 void add_map_command(CLI::App& root, const GlobalOptions& global, Commands& out);
 /// Hidden: `mflow task ...`, the entry point a Kubernetes pod runs (same task contract).
 void add_task_command(CLI::App& root, const GlobalOptions& global, Commands& out);
+/// Hidden: `mflow guard`, the orphan guard process (exec/orphan_guard.h).
+void add_guard_command(CLI::App& root, const GlobalOptions& global, Commands& out);
 
 /// Builds the whole `mflow` command line; used by main() and by the CLI tests.
 void build_app(CLI::App& app, GlobalOptions& global, Commands& commands);

@@ -27,6 +27,7 @@
 #include "base/strings.h"
 #include "base/unique_fd.h"
 #include "cli/command.h"
+#include "exec/orphan_guard.h"
 #include "exec/parallel_map.h"
 
 namespace mflow::cli {
@@ -371,11 +372,16 @@ ExitCode run_map(MapOptions& o) {
   // Phase 3: run, writing each item's output in input order as it becomes available.
   base::install_interrupt_handlers();
   raise_open_file_limit();
+  std::chrono::milliseconds grace(static_cast<int64_t>(o.kill_grace * 1000));
+  if (auto g = exec::start_orphan_guard(grace); !g.ok()) {
+    std::cerr << "mflow map: warning: " << g.message()
+              << "; workers would outlive a SIGKILLed mflow\n";
+  }
   exec::MapOptions run;
   run.command = o.command;
   run.jobs = o.jobs;
   run.temp_dir = o.temp_dir;
-  run.kill_grace = std::chrono::milliseconds(static_cast<int64_t>(o.kill_grace * 1000));
+  run.kill_grace = grace;
   run.wake_fds = {base::interrupt_fd()};
   run.interrupted = [] { return base::interrupted(); };
   const bool json = o.output != "concat";

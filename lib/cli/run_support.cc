@@ -21,6 +21,7 @@
 #include "exec/kube_options.h"
 #include "exec/local_executor.h"
 #include "exec/memory_cgroup.h"
+#include "exec/orphan_guard.h"
 #include "kube/config.h"
 #include "kube/rest_api_client.h"
 #include "graph/graph.h"
@@ -511,6 +512,13 @@ base::ExitCode execute_flow(const std::string& flow_path, const RunFlags& flags,
   runtime::ConsoleReporter reporter(stdout, stderr, flags.quiet);
   exec::LocalExecutorOptions local_options;
   local_options.kill_grace = std::chrono::seconds(flags.kill_grace_seconds);
+  if (std::find(options.on_kubernetes.begin(), options.on_kubernetes.end(), false) !=
+      options.on_kubernetes.end()) {
+    if (auto s = exec::start_orphan_guard(local_options.kill_grace); !s.ok()) {
+      std::cerr << "mflow: warning: " << s.message()
+                << "; local tasks would outlive a SIGKILLed mflow\n";
+    }
+  }
   local_options.wake_fds.push_back(base::interrupt_fd());
   std::unique_ptr<kube::RestApiClient> api;
   std::unique_ptr<exec::KubeExecutor> kubernetes;

@@ -17,6 +17,7 @@
 #include <fmt/core.h>
 
 #include "base/file_util.h"
+#include "exec/orphan_guard.h"
 
 extern char** environ;
 
@@ -105,6 +106,7 @@ Subprocess::~Subprocess() {
   int status = 0;
   while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
   }
+  unwatch_group(pid_);
 }
 
 void Subprocess::signal_group(int sig) {
@@ -121,6 +123,7 @@ void Subprocess::on_leader_exit() {
   while ((r = ::waitpid(pid_, &status, 0)) < 0 && errno == EINTR) {
   }
   reaped_ = true;
+  unwatch_group(pid_);
   pidfd_.reset();
   if (r == pid_ && WIFEXITED(status)) {
     exit_code_ = WEXITSTATUS(status);
@@ -324,6 +327,7 @@ base::Result<Subprocess*> SubprocessSet::add(const SpawnRequest& request, LineCa
     return base::Status::io_error(fmt::format("cannot run '{}': {}", program, std::strerror(rc)));
   }
   proc->pid_ = pid;
+  watch_group(pid);
   int pidfd = open_pidfd(pid);
   if (pidfd >= 0) {
     proc->pidfd_.reset(pidfd);

@@ -1,0 +1,25 @@
+// `mflow guard` (hidden): the orphan guard process that `run`, `resume` and `map` spawn so
+// their tasks do not outlive a SIGKILLed mflow (see exec/orphan_guard.h). Reads from stdin.
+#include <chrono>
+#include <csignal>
+
+#include "cli/command.h"
+#include "exec/orphan_guard.h"
+
+namespace mflow::cli {
+
+void add_guard_command(CLI::App& root, const GlobalOptions&, Commands& out) {
+  auto grace_ms = std::make_shared<int64_t>(10000);
+  auto* app = root.add_subcommand("guard", "Stop mflow's tasks if mflow dies (internal)");
+  app->group("");  // hidden from --help: users never call it
+  app->add_option("--grace-ms", *grace_ms, "Milliseconds between SIGTERM and SIGKILL")
+      ->check(CLI::NonNegativeNumber);
+  out.push_back({app, [grace_ms] {
+                   // Terminal-generated signals are for mflow; the guard ends with its pipe.
+                   for (int sig : {SIGINT, SIGHUP, SIGQUIT, SIGTSTP}) ::signal(sig, SIG_IGN);
+                   int status = exec::run_orphan_guard(0, std::chrono::milliseconds(*grace_ms));
+                   return status == 0 ? base::ExitCode::kOk : base::ExitCode::kInternal;
+                 }});
+}
+
+}  // namespace mflow::cli
