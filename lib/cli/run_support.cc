@@ -528,7 +528,11 @@ base::ExitCode execute_flow(const std::string& flow_path, const RunFlags& flags,
       print_status_error(config.status());
       return ExitCode::kKubernetes;
     }
-    auto client = kube::RestApiClient::create(config.value());
+    kube::RestOptions rest_options;
+    rest_options.on_warning = [&reporter](const std::string& text) {
+      reporter.note("warning: Kubernetes API server: " + text);
+    };
+    auto client = kube::RestApiClient::create(config.value(), rest_options);
     if (!client.ok()) {
       print_status_error(client.status());
       return ExitCode::kKubernetes;

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <future>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include <boost/asio/ssl.hpp>
@@ -192,6 +193,29 @@ enum class StreamEnd { kEof, kStopped, kCallerDone, kDropped };
 
 }  // namespace
 
+std::vector<std::string> parse_warning_header(std::string_view value) {
+  // Reads the quoted-string starting at value[i] (a '"'); leaves i after its closing quote.
+  auto quoted = [&](size_t& i) {
+    std::string text;
+    for (++i; i < value.size() && value[i] != '"'; ++i) {
+      if (value[i] == '\\' && i + 1 < value.size()) ++i;
+      text += value[i];
+    }
+    ++i;
+    return text;
+  };
+  std::vector<std::string> texts;
+  size_t i = 0;
+  while ((i = value.find('"', i)) != std::string_view::npos) {
+    std::string text = quoted(i);  // warn-text
+    if (!text.empty()) texts.push_back(std::move(text));
+    while (i < value.size() && value[i] == ' ') ++i;
+    if (i < value.size() && value[i] == '"') quoted(i);  // an optional warn-date
+    if ((i = value.find(',', i)) == std::string_view::npos) break;
+  }
+  return texts;
+}
+
 struct RestApiClient::Impl {
   Config config;
   RestOptions options;
@@ -203,6 +227,19 @@ struct RestApiClient::Impl {
   // Guarded by mu: the client for ordinary requests and the client cert it was built with.
   std::shared_ptr<client::http_client> shared_client;
   std::string shared_client_cert;
+  // Guarded by mu: warnings already passed to options.on_warning (each is reported once;
+  // the same deprecation comes back on every create).
+  std::set<std::string> warned;
+
+  void report_warnings(const http::http_headers& headers) {
+    if (!options.on_warning) return;
+    auto it = headers.find("Warning");
+    if (it == headers.end()) return;
+    std::lock_guard<std::mutex> lock(mu);
+    for (auto& text : parse_warning_header(it->second)) {
+      if (warned.insert(text).second) options.on_warning(text);
+    }
+  }
 
   Impl(Config c, RestOptions o)
       : config(std::move(c)), options(std::move(o)), credentials(config, options.token_file_refresh) {}
@@ -397,6 +434,7 @@ struct RestApiClient::Impl {
       } else {
         http::http_response& resp = std::get<http::http_response>(outcome);
         int code = resp.status_code();
+        report_warnings(resp.headers());
         if (code < 400) {
           result.value = std::move(resp);
           return result;

@@ -7,8 +7,11 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "base/status.h"
 #include "kube/api_client.h"
@@ -33,7 +36,15 @@ struct RestOptions {
   /// How often a token file (tokenFile, in-cluster service account) is re-read.
   std::chrono::seconds token_file_refresh{std::chrono::seconds(60)};
   std::string user_agent = "mflow/" MFLOW_VERSION;
+  /// Receives the text of each distinct `Warning: 299 - "..."` header the API server sends
+  /// (deprecated fields, unknown fields, odd names), once per client; kubectl prints these
+  /// too. Called from request threads, never concurrently. Unset: warnings are dropped.
+  std::function<void(const std::string&)> on_warning;
 };
+
+/// The warn-texts of a Warning header value (RFC 7234 §5.5: `299 - "text"`, several
+/// separated by commas; `\"` escapes a quote). Exposed for tests.
+std::vector<std::string> parse_warning_header(std::string_view value);
 
 class RestApiClient : public ApiClient {
  public:

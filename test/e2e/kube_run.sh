@@ -20,7 +20,8 @@ t = json.load(open(sys.argv[1]))
 assert t["attempts"][-1]["executor"] == "kubernetes", t
 PY
 
-# Mixed: only the step with a kubernetes block leaves the machine.
+# Mixed: only the step with a kubernetes block leaves the machine. Its deprecated node label
+# draws the API server's Warning header, which mflow shows once.
 cat > mixed.yaml <<'YAML'
 name: mixed
 steps:
@@ -28,7 +29,7 @@ steps:
     run: echo "local=${MFLOW_KUBERNETES_POD:-none}"; printf 7 > "$MFLOW_OUTPUT_DIR/seven"
     next: remote
   remote:
-    kubernetes: {cpu: 2}
+    kubernetes: {cpu: 2, node_selector: {beta.kubernetes.io/arch: amd64}}
     run: echo "pod=$MFLOW_KUBERNETES_POD"; echo $(( $(cat "$MFLOW_INPUT_DIR/seven") * 6 )) > "$MFLOW_OUTPUT_DIR/answer"
     next: end
   end:
@@ -38,6 +39,8 @@ YAML
 contains out.txt "local=none"
 grep -q "pod=mflow-mixed-remote" out.txt
 contains out.txt "answer=42"
+contains err.txt 'warning: Kubernetes API server: spec.template.spec.nodeSelector[beta.kubernetes.io/arch]: deprecated since v1.14; use "kubernetes.io/arch" instead'
+test "$(grep -c 'warning: Kubernetes API server' err.txt)" = 1
 
 # After the Jobs are deleted (TTL or by hand) the logs stay readable from the datastore.
 kubectl --kubeconfig "$KUBECONFIG" delete jobs -l mflow.dev/run=2 --cascade=background > /dev/null

@@ -485,3 +485,33 @@ TEST_CASE("RestApiClient: TLS verified against the kubeconfig CA", "[kube]") {
 
 }  // namespace
 }  // namespace mflow::kube
+
+namespace mflow::kube {
+namespace {
+
+TEST_CASE("parse_warning_header reads each warn-text, escapes and warn-dates included", "[kube]") {
+  CHECK(parse_warning_header(R"(299 - "unknown field \"spec.x\"")") ==
+        std::vector<std::string>{R"(unknown field "spec.x")"});
+  CHECK(parse_warning_header(R"(299 - "a, b", 299 - "c" "Tue, 15 Nov 1994 08:12:31 GMT", 299 - "d")") ==
+        std::vector<std::string>{"a, b", "c", "d"});
+  CHECK(parse_warning_header("").empty());
+  CHECK(parse_warning_header(R"(299 - "unterminated)") == std::vector<std::string>{"unterminated"});
+}
+
+TEST_CASE("RestApiClient: each distinct Warning header reaches on_warning once", "[kube]") {
+  LoopbackServer server([](const HttpRequest& req, HttpWriter& w) {
+    json job = json::parse(req.body);
+    w.respond(201, job.dump(), "application/json", {{"Warning", R"(299 - "deprecated \"x\"")"}});
+  });
+  std::vector<std::string> seen;
+  RestOptions options = fast_options();
+  options.on_warning = [&](const std::string& text) { seen.push_back(text); };
+  auto client = make_client(server.url(), "", options);
+  for (const char* name : {"a", "b"}) {
+    REQUIRE(client->create_job("ns", {{"metadata", {{"name", name}}}}).ok());
+  }
+  CHECK(seen == std::vector<std::string>{R"(deprecated "x")"});
+}
+
+}  // namespace
+}  // namespace mflow::kube

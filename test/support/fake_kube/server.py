@@ -378,7 +378,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/json")
         self._common_headers()
         for w in warnings:
-            self.send_header("Warning", '299 - "%s"' % w.replace('"', "'"))
+            # As the API server writes them: a quoted-string with \ and " escaped.
+            self.send_header("Warning", '299 - "%s"' % w.replace("\\", "\\\\").replace('"', '\\"'))
         for k, v in extra_headers:
             self.send_header(k, v)
         self.send_header("Content-Length", str(len(body)))
@@ -781,6 +782,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
         dry_run = self.query.get("dryRun", [""])[0] == "All"
         if info.resource == "jobs":
             obj = api.prepare_job(body, info.namespace)
+            # The API server's warning for the node labels deprecated since 1.14.
+            selector = (((obj.get("spec") or {}).get("template") or {}).get("spec") or {}).get(
+                "nodeSelector") or {}
+            for old_key in ("beta.kubernetes.io/arch", "beta.kubernetes.io/os"):
+                if old_key in selector:
+                    warnings.append('spec.template.spec.nodeSelector[%s]: deprecated since '
+                                    'v1.14; use "%s" instead' % (old_key, old_key.replace(
+                                        "beta.kubernetes.io", "kubernetes.io")))
             name = obj["metadata"].get("name")
             if name and obj["metadata"]["name"] and not km.DNS1123_LABEL.match(name):
                 warnings.append("metadata.name: this is used in Pod names and hostnames, which "
