@@ -20,9 +20,6 @@ namespace mflow::cli {
 
 namespace {
 
-// Attempts probed for a running task without a record (retries are capped well below).
-constexpr int kMaxAttemptProbe = 64;
-
 // Copies a log file to `out_fd` in chunks: logs may be gigabytes.
 bool copy_file(const std::string& path, int out_fd) {
   base::UniqueFd in(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
@@ -88,21 +85,9 @@ void add_logs_command(CLI::App& root, const GlobalOptions&, Commands& out) {
       auto t = store->read_task(parts[0], parts[1], parts[2]);
       if (!t.ok() && t.status().code() == base::StatusCode::kNotFound) {
         // A task's record is written when an attempt ends; a running task has only its logs.
-        store::TaskRecord running;
-        running.run_id = parts[0];
-        running.step = parts[1];
-        running.task_id = parts[2];
-        for (int attempt = 0; attempt <= kMaxAttemptProbe; ++attempt) {
-          for (bool err : {false, true}) {
-            if (::access(store->log_path(parts[0], parts[1], parts[2], attempt, err).c_str(), F_OK) == 0 &&
-                (running.attempts.empty() || running.attempts.back().attempt != attempt)) {
-              store::AttemptRecord a;
-              a.attempt = attempt;
-              running.attempts.push_back(a);
-            }
-          }
+        if (auto running = store->running_task(parts[0], parts[1], parts[2]); running.ok()) {
+          t = std::move(running);
         }
-        if (!running.attempts.empty()) t = std::move(running);
       }
       if (!t.ok()) {
         std::cerr << fmt::format("mflow: error: logs: run {} has no task {}/{} ({})\n", parts[0],
@@ -111,7 +96,7 @@ void add_logs_command(CLI::App& root, const GlobalOptions&, Commands& out) {
       }
       tasks.push_back(std::move(t.value()));
     } else {
-      auto all = store->list_tasks(parts[0], parts[1]);
+      auto all = store->list_tasks(parts[0], parts[1], nullptr, /*include_running=*/true);
       if (!all.ok() || all->empty()) {
         std::cerr << fmt::format("mflow: error: logs: run {} (flow {}) has no tasks of step "
                                  "'{}'\n", parts[0], run->flow, parts[1]);
@@ -119,13 +104,23 @@ void add_logs_command(CLI::App& root, const GlobalOptions&, Commands& out) {
       }
       tasks = std::move(all.value());
     }
+    // task.json is written when an attempt ends: an attempt still running (a first one, or a
+    // retry after a recorded failure) is known only by its log files.
+    for (auto& t : tasks) {
+      auto live = store->running_task(t.run_id, t.step, t.task_id);
+      if (!live.ok()) continue;
+      for (auto& a : live->attempts) {
+        if (t.attempts.empty() || a.attempt > t.attempts.back().attempt) t.attempts.push_back(a);
+      }
+    }
     std::fflush(stdout);
     for (const auto& t : tasks) {
       if (t.attempts.empty()) continue;
       int attempt = state->attempt >= 0 ? state->attempt : t.attempts.back().attempt;
       if (tasks.size() > 1) {
-        std::string header = fmt::format("==> {}/{}/{} (attempt {}) <==\n", t.run_id, t.step,
-                                         t.task_id, attempt);
+        bool running = t.attempts.back().outcome == "running" && attempt == t.attempts.back().attempt;
+        std::string header = fmt::format("==> {}/{}/{} (attempt {}{}) <==\n", t.run_id, t.step,
+                                         t.task_id, attempt, running ? ", running" : "");
         if (::write(1, header.data(), header.size()) < 0) return base::ExitCode::kEnvironment;
       }
       bool ok = true;

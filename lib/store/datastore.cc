@@ -9,12 +9,15 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <charconv>
 #include <filesystem>
+#include <set>
 
 #include <fmt/core.h>
 
 #include "base/file_util.h"
 #include "base/hash.h"
+#include "base/strings.h"
 #include "store/layout.h"
 #include "store/record_json.h"
 
@@ -490,9 +493,52 @@ Result<TaskRecord> Datastore::read_task(const std::string& run_id, const std::st
   return task;
 }
 
+Result<TaskRecord> Datastore::running_task(const std::string& run_id, const std::string& step,
+                                           const std::string& task_id) const {
+  MFLOW_RETURN_IF_ERROR(check_task_names(run_id, step, task_id));
+  TaskRecord task;
+  task.run_id = run_id;
+  task.step = step;
+  task.task_id = task_id;
+  // A foreach task's id is its index path ("3.1"), which orders it among finished tasks.
+  for (const auto& part : base::split(task_id, '.')) {
+    int64_t index = 0;
+    auto [end, ec] = std::from_chars(part.data(), part.data() + part.size(), index);
+    if (ec != std::errc() || end != part.data() + part.size()) {
+      task.index_path.clear();
+      break;
+    }
+    task.index_path.push_back(index);
+  }
+  std::set<int> attempts;
+  if (auto names = list_dir(layout::task_dir(root_, run_id, step, task_id)); names.ok()) {
+    for (const auto& name : names.value()) {
+      // <attempt>.stdout / <attempt>.stderr
+      size_t dot = name.find('.');
+      std::string_view ext = dot == std::string::npos ? "" : std::string_view(name).substr(dot);
+      if (ext != ".stdout" && ext != ".stderr") continue;
+      int attempt = -1;
+      auto [end, ec] = std::from_chars(name.data(), name.data() + dot, attempt);
+      if (ec == std::errc() && end == name.data() + dot && attempt >= 0) attempts.insert(attempt);
+    }
+  }
+  if (attempts.empty()) {
+    return Status::not_found(
+        fmt::format("run {} has no task {}/{} (no record and no logs)", run_id, step, task_id));
+  }
+  for (int n : attempts) {
+    AttemptRecord a;
+    a.attempt = n;
+    a.outcome = "running";
+    task.attempts.push_back(std::move(a));
+  }
+  return task;
+}
+
 Result<std::vector<TaskRecord>> Datastore::list_tasks(const std::string& run_id,
                                                       const std::string& step,
-                                                      std::vector<Status>* problems) const {
+                                                      std::vector<Status>* problems,
+                                                      bool include_running) const {
   MFLOW_RETURN_IF_ERROR(check_run_id(run_id));
   if (!exists(layout::run_dir(root_, run_id))) {
     return Status::not_found(fmt::format("no run {} in datastore {}", run_id, root_));
@@ -519,8 +565,14 @@ Result<std::vector<TaskRecord>> Datastore::list_tasks(const std::string& run_id,
       std::string path = layout::task_file(root_, run_id, s, id);
       auto text = base::read_file(path);
       if (!text.ok()) {
-        // A task directory without task.json is a task being set up; not a record yet.
-        if (problems && exists(path)) problems->push_back(text.status());
+        // A task directory without task.json is a task being set up or still running.
+        if (exists(path)) {
+          if (problems) problems->push_back(text.status());
+        } else if (include_running) {
+          if (auto running = running_task(run_id, s, id); running.ok()) {
+            out.push_back(std::move(running.value()));
+          }
+        }
         continue;
       }
       auto task = task_from_json(text.value(), path);

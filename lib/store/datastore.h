@@ -129,13 +129,20 @@ class Datastore {
   base::Status write_task(const TaskRecord& task);
   base::Result<TaskRecord> read_task(const std::string& run_id, const std::string& step,
                                      const std::string& task_id) const;
+  /// What the log files alone say about a task (they are created on their first byte, while
+  /// task.json is written only when an attempt ends): status kRunning, one attempt (outcome
+  /// "running") per attempt number that has a log file. Stands in for the record of a task
+  /// whose first attempt still runs, and reveals a retry in progress. not_found without logs.
+  base::Result<TaskRecord> running_task(const std::string& run_id, const std::string& step,
+                                        const std::string& task_id) const;
   /// Every task of a run (optionally of one step), ordered by step name, then index path,
   /// then task id (numerically: "2" before "10"). A damaged task.json is skipped; with
-  /// `problems`, one Status naming the file is appended for it. not_found if the run does not
-  /// exist.
+  /// `problems`, one Status naming the file is appended for it. With `include_running`, a
+  /// task without task.json that has logs is listed as running_task() describes it. not_found
+  /// if the run does not exist.
   base::Result<std::vector<TaskRecord>> list_tasks(
       const std::string& run_id, const std::string& step = "",
-      std::vector<base::Status>* problems = nullptr) const;
+      std::vector<base::Status>* problems = nullptr, bool include_running = false) const;
   /// Makes a reused task's logs readable under the new run (hard links, copy as fallback).
   base::Status link_logs(const TaskRecord& from, const std::string& to_run_id);
 

@@ -798,3 +798,37 @@ TEST_CASE("10,000 tasks in one run are written and listed in order", "[store]") 
   final_info.status = store::RunStatus::kSucceeded;
   REQUIRE(ds->write_run(final_info).ok());
 }
+
+TEST_CASE_METHOD(StoreFixture, "a running task (logs, no record) is listed only when asked", "[store]") {
+  store::RunLock lock;
+  auto run = new_run("f", &lock);
+  REQUIRE(ds.write_task(task(run.run_id, "body", "0", {0})).ok());
+  REQUIRE(ds.write_task(task(run.run_id, "body", "10", {10})).ok());
+  // Task 2 runs its second attempt: attempt 0 left stderr only, attempt 1 stdout so far.
+  REQUIRE(ds.task_dir(run.run_id, "body", "2").ok());
+  REQUIRE(base::write_file_atomic(ds.log_path(run.run_id, "body", "2", 0, true), "e").ok());
+  REQUIRE(base::write_file_atomic(ds.log_path(run.run_id, "body", "2", 1, false), "o").ok());
+  // Task 3 was set up but has printed nothing: nothing to show.
+  REQUIRE(ds.task_dir(run.run_id, "body", "3").ok());
+
+  auto finished = ds.list_tasks(run.run_id, "body");
+  REQUIRE(finished.ok());
+  CHECK(finished->size() == 2);
+
+  auto all = ds.list_tasks(run.run_id, "body", nullptr, /*include_running=*/true);
+  REQUIRE(all.ok());
+  std::vector<std::string> order;
+  for (const auto& r : all.value()) order.push_back(r.task_id);
+  CHECK(order == std::vector<std::string>{"0", "2", "10"});
+  const auto& running = all.value()[1];
+  CHECK(running.status == store::TaskStatus::kRunning);
+  REQUIRE(running.attempts.size() == 2);
+  CHECK(running.attempts[0].attempt == 0);
+  CHECK(running.attempts[1].attempt == 1);
+  CHECK(running.attempts[1].outcome == "running");
+
+  auto none = ds.running_task(run.run_id, "body", "3");
+  REQUIRE_FALSE(none.ok());
+  CHECK(none.status().code() == base::StatusCode::kNotFound);
+  CHECK_FALSE(ds.running_task(run.run_id, "body", "../x").ok());
+}
