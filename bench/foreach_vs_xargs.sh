@@ -3,10 +3,10 @@
 # side by side with `xargs -P16` spawning the same command N times, in one run on the same
 # machine. Prints wall time, peak RSS and the ratio. Targets (issue 3): mflow within 2x of
 # xargs; peak RSS <= 30 MB at 1,000 splits and <= 60 MB at 10,000.
-# Usage: bench/foreach_vs_xargs.sh [SPLITS...]   (MFLOW=path/to/mflow; BENCH_QUICK=1: 200)
+# Usage: bench/foreach_vs_xargs.sh [SPLITS...]   (MFLOW=path/to/mflow; BENCH_QUICK=1: 1000 only)
 set -euo pipefail
 MFLOW=$(realpath "${MFLOW:-$(dirname "$0")/../build/mflow}")
-if [ $# -gt 0 ]; then sizes=("$@"); elif [ -n "${BENCH_QUICK:-}" ]; then sizes=(200); else sizes=(1000 10000); fi
+if [ $# -gt 0 ]; then sizes=("$@"); elif [ -n "${BENCH_QUICK:-}" ]; then sizes=(1000); else sizes=(1000 10000); fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cd "$work"

@@ -36,7 +36,8 @@ class FakeKube {
     REQUIRE(std::system(("bash " + src + "/mkcerts.sh " + dir_.path() + "/certs").c_str()) == 0);
     std::string cmd = "python3 " + src + "/server.py --port 0 --state-dir " + dir_.path() +
                       "/state --tls-cert " + dir_.path() + "/certs/server.crt --tls-key " + dir_.path() +
-                      "/certs/server.key --start-delay 0 " + extra_args + " > " + dir_.path() +
+                      "/certs/server.key --start-delay 0 --exit-with-pid " + std::to_string(::getpid()) +
+                      " " + extra_args + " > " + dir_.path() +
                       "/server.log 2>&1 & echo $! > " + dir_.path() + "/pid";
     REQUIRE(std::system(cmd.c_str()) == 0);
     pid_ = std::stoi(base::read_file(dir_.path() + "/pid").value());

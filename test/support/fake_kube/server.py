@@ -1377,6 +1377,9 @@ def parse_args(argv):
     p.add_argument("--openapi-dir", default=openapi_check.DEFAULT_DIR,
                    help="shared/k8s folder with the OpenAPI v3 documents (served at "
                         "/openapi/v3 and used for fieldValidation); absent = not served")
+    p.add_argument("--exit-with-pid", type=int,
+                   help="shut down when this process is gone (or a zombie): a test process "
+                        "that dies mid-test (a sanitizer abort) leaves no server behind")
     p.add_argument("--watch-history", type=int, default=10000,
                    help="events kept for watch resumption; older resourceVersions get 410")
     opts = p.parse_args(argv)
@@ -1456,6 +1459,19 @@ def main(argv=None):
         threading.Thread(target=server.shutdown, daemon=True).start()
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    if opts.exit_with_pid:
+        def watch_owner(pid):
+            while True:
+                time.sleep(0.5)
+                try:
+                    with open("/proc/%d/stat" % pid) as f:
+                        state = f.read().rpartition(")")[2].split()[0]
+                except (OSError, IndexError):
+                    state = "X"
+                if state in ("Z", "X"):
+                    stop(None, None)
+                    return
+        threading.Thread(target=watch_owner, args=(opts.exit_with_pid,), daemon=True).start()
 
     tmp = os.path.join(opts.state_dir, "port.tmp")
     with open(tmp, "w") as f:
