@@ -24,6 +24,7 @@
 
 #include "base/file_util.h"
 #include "base/signals.h"
+#include "base/json_text.h"
 #include "base/strings.h"
 #include "base/unique_fd.h"
 #include "cli/command.h"
@@ -242,6 +243,7 @@ base::Result<std::vector<std::string>> items_from_json(const std::string& path) 
   const std::string flag = "--items-json " + path;
   auto text = read_source(path);
   if (!text.ok()) return text.status().with_context(flag);
+  MFLOW_RETURN_IF_ERROR(base::check_json_depth(text.value(), flag));
   nlohmann::json doc;
   try {
     doc = nlohmann::json::parse(text.value());

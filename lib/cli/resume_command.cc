@@ -5,6 +5,7 @@
 
 #include <fmt/core.h>
 
+#include "base/strings.h"
 #include "cli/command.h"
 #include "cli/run_support.h"
 #include "store/datastore.h"
@@ -35,12 +36,20 @@ void add_resume_command(CLI::App& root, const GlobalOptions& global, Commands& o
     std::string flow_path;
     auto& pos = state->positional;
     // The first positional is the flow file when it names an existing file; else a step.
+    auto looks_like_file = [](const std::string& p) {
+      return base::ends_with(p, ".yaml") || base::ends_with(p, ".yml") ||
+             base::ends_with(p, ".toml") || p.find('/') != std::string::npos;
+    };
     if (!pos.empty() && std::filesystem::is_regular_file(pos[0])) {
       flow_path = pos[0];
       if (pos.size() > 1) request.step = pos[1];
     } else {
-      if (pos.size() > 1) {
-        std::cerr << fmt::format("mflow: error: resume: flow file '{}' not found\n", pos[0]);
+      if (pos.size() > 1 || (!pos.empty() && looks_like_file(pos[0]))) {
+        bool swapped = pos.size() > 1 && std::filesystem::is_regular_file(pos[1]);
+        std::cerr << fmt::format("mflow: error: resume: flow file '{}' not found{}\n", pos[0],
+                                 swapped ? fmt::format("; the flow file comes first: mflow resume "
+                                                       "{} {}", pos[1], pos[0])
+                                         : "");
         return base::ExitCode::kUsage;
       }
       if (!pos.empty()) request.step = pos[0];

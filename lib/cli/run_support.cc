@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <iostream>
 #include <set>
@@ -14,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/file_util.h"
+#include "base/json_text.h"
 #include "base/signals.h"
 #include "base/strings.h"
 #include "exec/job_manifest.h"
@@ -116,6 +118,7 @@ base::Result<std::string> canonical_value(const spec::Parameter& p, const std::s
       return bad("a boolean (true/false)");
     }
     case spec::ParamType::kJson: {
+      if (auto deep = base::check_json_depth(text, where); !deep.ok()) return deep;
       auto j = nlohmann::json::parse(text, nullptr, false);
       if (j.is_discarded()) return bad("a JSON value");
       return j.dump();
@@ -168,6 +171,13 @@ std::vector<std::string> take_param_flags(const CLI::App& app, std::vector<std::
 
 namespace {
 
+// A flag as typed, cut for messages: a json value can be megabytes.
+std::string shorten(std::string text) {
+  constexpr size_t kMax = 80;
+  if (text.size() > kMax) text = text.substr(0, kMax) + "…";
+  return text;
+}
+
 struct ParamAssignment {
   std::string name;
   std::string value;
@@ -210,7 +220,7 @@ base::Result<std::vector<ParamAssignment>> parse_param_flags(
     if (has_value) a.value = t.substr(eq + 1);
     bool next_is_value = !has_value && i + 1 < tokens.size() && tokens[i + 1].rfind("--", 0) != 0;
     if (next_is_value) a.value = tokens[i + 1];
-    a.where = next_is_value ? t + " " + a.value : t;
+    a.where = shorten(next_is_value ? t + " " + a.value : t);
     if (!decl) {
       return base::Status::invalid(no_such_parameter(flow, a.where, a.name, names, own_flags));
     }
@@ -242,7 +252,7 @@ base::Result<std::map<std::string, std::string>> resolve_params(
       return base::Status::invalid(
           fmt::format("--param '{}': expected NAME=VALUE, e.g. --param size=100", a));
     }
-    all.push_back({a.substr(0, eq), a.substr(eq + 1), "--param " + a});
+    all.push_back({a.substr(0, eq), a.substr(eq + 1), shorten("--param " + a)});
     bool declared = std::find(names.begin(), names.end(), all.back().name) != names.end();
     if (!declared) {
       return base::Status::invalid(
@@ -294,13 +304,13 @@ void print_status_error(const base::Status& s) {
 }
 
 ExitCode write_summary_json(const std::string& path, const runtime::RunSummary& s,
-                            const std::string& status) {
+                            const std::string& status, const std::string& command_options) {
   nlohmann::json j;
   j["run_id"] = s.run_id;
   j["flow"] = s.flow;
   j["status"] = status;
   j["tasks"] = {{"succeeded", s.tasks_succeeded}, {"reused", s.tasks_reused},
-                {"failed", s.tasks_failed}};
+                {"failed", s.tasks_failed}, {"stopped", s.tasks_stopped}};
   j["elapsed_ms"] = s.elapsed.count();
   j["failures"] = nlohmann::json::array();
   for (const auto& f : s.failures) {
@@ -310,7 +320,8 @@ ExitCode write_summary_json(const std::string& path, const runtime::RunSummary& 
                              {"outcome", exec::to_string(f.outcome)},
                              {"exit_code", f.exit_code},
                              {"reason", f.reason},
-                             {"logs", fmt::format("mflow logs {}/{}/{}", s.run_id, f.step, f.task_id)}});
+                             {"logs", fmt::format("mflow logs {}/{}/{}{}", s.run_id, f.step, f.task_id,
+                                                   command_options)}});
   }
   if (auto st = base::write_file_atomic(path, j.dump(2) + "\n"); !st.ok()) {
     print_status_error(st.with_context("--summary-json"));
@@ -356,8 +367,82 @@ ExitCode print_manifests(const graph::Graph& graph, const runtime::SchedulerOpti
 
 }  // namespace
 
+namespace {
+
+// A CI output file (--run-id-file, --summary-json) must be writable before the run starts,
+// not discovered unwritable after the flow ran.
+base::Status check_output_target(const std::string& path) {
+  if (path.empty()) return base::Status();
+  std::filesystem::path p(path);
+  std::error_code ec;
+  if (std::filesystem::is_directory(p, ec)) {
+    return base::Status::invalid(path + " is a directory; give a file path");
+  }
+  std::filesystem::path dir = p.has_parent_path() ? p.parent_path() : std::filesystem::path(".");
+  if (!std::filesystem::is_directory(dir, ec)) {
+    return base::Status::invalid(fmt::format("{}: directory {} does not exist; create it or "
+                                             "give another path", path, dir.string()));
+  }
+  if (::access(dir.c_str(), W_OK | X_OK) != 0) {
+    return base::Status::invalid(fmt::format("{}: cannot create files in {} ({}); give another "
+                                             "path", path, dir.string(), std::strerror(errno)));
+  }
+  return base::Status();
+}
+
+// This process's command line, shell-quoted, for run.json ("how was this run started?").
+std::string own_command_line() {
+  auto raw = base::read_file("/proc/self/cmdline");
+  if (!raw.ok()) return "";
+  std::vector<std::string> words;
+  for (auto& w : base::split(raw.value(), '\0')) {
+    if (!w.empty()) words.push_back(base::shell_quote(w));
+  }
+  if (!words.empty()) words[0] = "mflow";
+  return base::join(words, " ");
+}
+
+// ` --datastore DIR` when the run's datastore is not the default ./.mflow, for the commands
+// mflow prints (`mflow logs ...`, `mflow resume ...`), so that pasting them reads this one.
+std::string datastore_option(const std::string& root) {
+  std::error_code ec;
+  auto fallback = std::filesystem::absolute(".mflow", ec).lexically_normal().string();
+  return root == fallback ? std::string() : " --datastore " + base::shell_quote(root);
+}
+
+// execute_flow() without the summary for a refused run; sets *summary_written when it wrote
+// the --summary-json file itself.
+base::ExitCode execute_flow_once(const std::string& flow_path, const RunFlags& flags,
+                                 const std::optional<ResumeRequest>& resume, int verbosity,
+                                 bool* summary_written);
+
+}  // namespace
+
 base::ExitCode execute_flow(const std::string& flow_path, const RunFlags& flags,
                             const std::optional<ResumeRequest>& resume, int verbosity) {
+  bool summary_written = false;
+  ExitCode code = execute_flow_once(flow_path, flags, resume, verbosity, &summary_written);
+  if (!flags.summary_json.empty() && !summary_written && code != ExitCode::kOk &&
+      check_output_target(flags.summary_json).ok()) {
+    // Refused before a run existed (usage, invalid flow, preflight, Kubernetes API): CI still
+    // finds a summary, with no run id and the reason in `status`.
+    nlohmann::json j = {{"run_id", nullptr},
+                        {"flow_file", flow_path},
+                        {"status", "refused"},
+                        {"exit_code", base::to_int(code)},
+                        {"message", "mflow refused to start the run; its stderr says why"}};
+    if (auto s = base::write_file_atomic(flags.summary_json, j.dump(2) + "\n"); !s.ok()) {
+      print_status_error(s.with_context("--summary-json"));
+    }
+  }
+  return code;
+}
+
+namespace {
+
+base::ExitCode execute_flow_once(const std::string& flow_path, const RunFlags& flags,
+                                 const std::optional<ResumeRequest>& resume, int verbosity,
+                                 bool* summary_written) {
   // Phase 1: load, validate and lint the flow.
   if (std::error_code ec; !std::filesystem::is_regular_file(flow_path, ec)) {
     std::cerr << fmt::format("mflow: error: flow file '{}' not found (give a .yaml, .yml or "
@@ -400,6 +485,13 @@ base::ExitCode execute_flow(const std::string& flow_path, const RunFlags& flags,
           origin->run_id, origin->flow, graph->flow().name);
       return ExitCode::kUsage;
     }
+    if (origin->status == store::RunStatus::kRunning) {
+      std::cerr << fmt::format(
+          "mflow: error: resume: run {} of flow '{}' is still running (its mflow process holds "
+          "the run's lock); wait for it to end or stop it, then resume it\n",
+          origin->run_id, origin->flow);
+      return ExitCode::kUsage;
+    }
     auto tasks = store->list_tasks(origin->run_id);
     if (!tasks.ok()) {
       print_status_error(tasks.status());
@@ -423,7 +515,15 @@ base::ExitCode execute_flow(const std::string& flow_path, const RunFlags& flags,
     }
   }
 
-  // Phase 3: parameters, routing and the local preflight.
+  // Phase 3: parameters, output files, routing and the local preflight.
+  for (const auto& [flag, path] : {std::pair<const char*, const std::string&>{"--run-id-file",
+                                                                              flags.run_id_file},
+                                   {"--summary-json", flags.summary_json}}) {
+    if (auto s = check_output_target(path); !path.empty() && !s.ok()) {
+      print_status_error(s.with_context(flag));
+      return ExitCode::kUsage;
+    }
+  }
   auto params = resolve_params(graph->flow(), flags.params, flags.param_flags, flags.own_flags,
                                base_params);
   if (!params.ok()) {
@@ -433,7 +533,12 @@ base::ExitCode execute_flow(const std::string& flow_path, const RunFlags& flags,
   options.params = params.value();
   options.max_workers = flags.max_workers;
   options.max_num_splits = flags.max_num_splits;
-  runtime::Machine machine = runtime::detect_machine();
+  auto detected = runtime::detect_machine();
+  if (!detected.ok()) {
+    print_status_error(detected.status());
+    return ExitCode::kUsage;
+  }
+  runtime::Machine machine = detected.value();
   if (flags.local_cpus > 0) machine.cpus = flags.local_cpus;
   if (flags.local_memory_mb > 0) machine.memory_mb = flags.local_memory_mb;
   if (flags.local_gpus >= 0) machine.gpus = flags.local_gpus;
@@ -482,46 +587,12 @@ base::ExitCode execute_flow(const std::string& flow_path, const RunFlags& flags,
   }
   if (flags.dry_run) return print_manifests(*graph, options, kube_defaults, root);
 
-  // Phase 4: create the run and its executors.
-  if (!store.ok()) {
-    store = store::Datastore::open(root, /*create=*/true);
-    if (!store.ok()) {
-      print_status_error(store.status());
-      return ExitCode::kEnvironment;
-    }
-  }
-  store::RunInfo info;
-  info.flow = graph->flow().name;
-  std::error_code ec;
-  info.flow_file = std::filesystem::absolute(flow_path, ec).lexically_normal().string();
-  info.started = std::chrono::system_clock::now();
-  info.params = options.params;
-  info.origin_run_id = options.origin_run_id;
-  store::RunLock lock;
-  auto run = store->create_run(info, &lock);
-  if (!run.ok()) {
-    print_status_error(run.status());
-    return ExitCode::kEnvironment;
-  }
-  if (!flags.run_id_file.empty()) {
-    if (auto s = base::write_file_atomic(flags.run_id_file, run->run_id + "\n"); !s.ok()) {
-      print_status_error(s.with_context("--run-id-file"));
-    }
-  }
-  base::install_interrupt_handlers();
+  // The Kubernetes API is checked before the run exists: a bad kubeconfig, CA or token must
+  // not leave a run behind that reads as crashed.
   runtime::ConsoleReporter reporter(stdout, stderr, flags.quiet);
-  exec::LocalExecutorOptions local_options;
-  local_options.kill_grace = std::chrono::seconds(flags.kill_grace_seconds);
-  if (std::find(options.on_kubernetes.begin(), options.on_kubernetes.end(), false) !=
-      options.on_kubernetes.end()) {
-    if (auto s = exec::start_orphan_guard(local_options.kill_grace); !s.ok()) {
-      std::cerr << "mflow: warning: " << s.message()
-                << "; local tasks would outlive a SIGKILLed mflow\n";
-    }
-  }
-  local_options.wake_fds.push_back(base::interrupt_fd());
+  const std::string command_options = datastore_option(root);
+  reporter.set_command_options(command_options);
   std::unique_ptr<kube::RestApiClient> api;
-  std::unique_ptr<exec::KubeExecutor> kubernetes;
   if (any_kubernetes) {
     auto config = kube::load_config(kube::options_from_environment(flags.kubernetes_context));
     if (!config.ok()) {
@@ -547,12 +618,61 @@ base::ExitCode execute_flow(const std::string& flow_path, const RunFlags& flags,
       if (task.ok()) namespaces.insert(task->namespace_name);
     }
     for (const auto& ns : namespaces) {
-      auto listed = api->list(kube::Resource::kJobs, ns, exec::run_label_selector(run->run_id));
+      auto listed = api->list(kube::Resource::kJobs, ns, exec::run_label_selector("preflight"));
       if (!listed.ok()) {
         std::cerr << "mflow: error: " << listed.error.message << "\n";
         return ExitCode::kKubernetes;
       }
     }
+  }
+
+  // Phase 4: create the run and its executors.
+  if (!store.ok()) {
+    store = store::Datastore::open(root, /*create=*/true);
+    if (!store.ok()) {
+      print_status_error(store.status());
+      return ExitCode::kEnvironment;
+    }
+  }
+  store::RunInfo info;
+  info.flow = graph->flow().name;
+  std::error_code ec;
+  info.flow_file = std::filesystem::absolute(flow_path, ec).lexically_normal().string();
+  info.started = std::chrono::system_clock::now();
+  info.params = options.params;
+  info.origin_run_id = options.origin_run_id;
+  info.command = own_command_line();
+  store::RunLock lock;
+  auto run = store->create_run(info, &lock);
+  if (!run.ok()) {
+    print_status_error(run.status());
+    return ExitCode::kEnvironment;
+  }
+  if (!flags.run_id_file.empty()) {
+    if (auto s = base::write_file_atomic(flags.run_id_file, run->run_id + "\n"); !s.ok()) {
+      // Checked writable above; failing now (disk full) still must not pass silently in CI.
+      print_status_error(s.with_context("--run-id-file"));
+      store::RunInfo refused = run.value();
+      refused.finished = std::chrono::system_clock::now();
+      refused.status = store::RunStatus::kFailed;
+      refused.exit_code = base::to_int(ExitCode::kEnvironment);
+      (void)store->write_run(refused);
+      return ExitCode::kEnvironment;
+    }
+  }
+  base::install_interrupt_handlers();
+  exec::LocalExecutorOptions local_options;
+  local_options.kill_grace = std::chrono::seconds(flags.kill_grace_seconds);
+  if (std::find(options.on_kubernetes.begin(), options.on_kubernetes.end(), false) !=
+      options.on_kubernetes.end()) {
+    if (auto s = exec::start_orphan_guard(local_options.kill_grace); !s.ok()) {
+      std::cerr << "mflow: warning: " << s.message()
+                << "; local tasks would outlive a SIGKILLed mflow\n";
+    }
+  }
+  local_options.wake_fds.push_back(base::interrupt_fd());
+  std::unique_ptr<exec::KubeExecutor> kubernetes;
+  if (any_kubernetes) {
     exec::KubeExecutorOptions kube_options;
     kube_options.flow = graph->flow().name;
     kube_options.datastore_root = root;
@@ -604,12 +724,15 @@ base::ExitCode execute_flow(const std::string& flow_path, const RunFlags& flags,
     return ExitCode::kEnvironment;
   }
   if (!flags.summary_json.empty()) {
-    if (write_summary_json(flags.summary_json, summary, store::to_string(final_info.status)) !=
-        ExitCode::kOk) {
+    *summary_written = true;
+    if (write_summary_json(flags.summary_json, summary, store::to_string(final_info.status),
+                           command_options) != ExitCode::kOk) {
       return ExitCode::kEnvironment;
     }
   }
   return code;
 }
+
+}  // namespace
 
 }  // namespace mflow::cli

@@ -95,6 +95,7 @@ void ConsoleReporter::run_finished(const RunSummary& s) {
   double secs = static_cast<double>(s.elapsed.count()) / 1000.0;
   std::string counts = fmt::format("{} succeeded, {} reused, {} failed", s.tasks_succeeded,
                                    s.tasks_reused, s.tasks_failed);
+  if (s.tasks_stopped > 0) counts += fmt::format(", {} stopped", s.tasks_stopped);
   if (s.succeeded) {
     fmt::print(err_, "{} {}mflow: run {} of {} succeeded{} in {:.2f}s ({})\n", timestamp_now(),
                color("\033[32m"), s.run_id, s.flow, color("\033[0m"), secs, counts);
@@ -107,10 +108,11 @@ void ConsoleReporter::run_finished(const RunSummary& s) {
   for (const auto& f : s.failures) {
     fmt::print(err_, "  failed: {}/{} (attempt {} of {}): {}\n", f.step, f.task_id,
                f.attempt + 1, f.attempts, f.reason.empty() ? exec::to_string(f.outcome) : f.reason);
-    fmt::print(err_, "    see its output:  mflow logs {}/{}/{}\n", s.run_id, f.step, f.task_id);
+    fmt::print(err_, "    see its output:  mflow logs {}/{}/{}{}\n", s.run_id, f.step, f.task_id,
+               command_options_);
   }
-  fmt::print(err_, "  to continue:       mflow resume {} --origin-run-id {}\n",
-             base::shell_quote(s.flow_file), s.run_id);
+  fmt::print(err_, "  to continue:       mflow resume {} --origin-run-id {}{}\n",
+             base::shell_quote(s.flow_file), s.run_id, command_options_);
   std::fflush(err_);
 }
 

@@ -28,6 +28,10 @@ class ConsoleReporter : public Reporter {
   void note(const std::string& text) override;
   void run_finished(const RunSummary& summary) override;
 
+  /// Options appended to the `mflow logs` / `mflow resume` commands the summary prints (e.g.
+  /// ` --datastore /srv/ds`), so that pasting them reads the same datastore.
+  void set_command_options(std::string options) { command_options_ = std::move(options); }
+
  private:
   std::string prefix(const exec::TaskLaunch& task, int64_t pid) const;
   const char* color(const char* code) const { return color_ ? code : ""; }
@@ -37,6 +41,7 @@ class ConsoleReporter : public Reporter {
   std::FILE* err_;  // guarded by mu_
   bool quiet_;
   bool color_;
+  std::string command_options_;
 };
 
 /// "2026-11-24 02:43:39.689" in local time.

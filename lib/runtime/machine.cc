@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <charconv>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -10,9 +11,11 @@
 
 #include <fmt/core.h>
 
+#include "base/strings.h"
+
 namespace mflow::runtime {
 
-Machine detect_machine() {
+base::Result<Machine> detect_machine() {
   Machine m;
   long n = sysconf(_SC_NPROCESSORS_ONLN);
   m.cpus = n > 0 ? static_cast<double>(n) : 1;
@@ -27,12 +30,22 @@ Machine detect_machine() {
     }
   }
   if (const char* gpus = std::getenv("MFLOW_LOCAL_GPUS")) {
-    m.gpus = std::atoll(gpus);
+    std::string_view text(gpus);
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), m.gpus);
+    if (text.empty() || ec != std::errc() || end != text.data() + text.size() || m.gpus < 0) {
+      return base::Status::invalid(fmt::format(
+          "MFLOW_LOCAL_GPUS={}: expected a whole number of GPUs (0 or more)", text));
+    }
   } else {
     std::error_code ec;
     static const std::regex kNvidia("nvidia[0-9]+");
     for (const auto& entry : std::filesystem::directory_iterator("/dev", ec)) {
       if (std::regex_match(entry.path().filename().string(), kNvidia)) ++m.gpus;
+    }
+  }
+  if (const char* visible = std::getenv("CUDA_VISIBLE_DEVICES"); visible && *visible) {
+    for (auto& id : base::split(visible, ',')) {
+      if (!base::trim(id).empty()) m.gpu_ids.emplace_back(base::trim(id));
     }
   }
   return m;

@@ -30,6 +30,7 @@ struct RunSummary {
   size_t tasks_succeeded = 0;
   size_t tasks_reused = 0;
   size_t tasks_failed = 0;
+  size_t tasks_stopped = 0;  // running when the run was interrupted, and stopped by it
   std::vector<FailedTask> failures;
   std::chrono::milliseconds elapsed{0};
 };

@@ -8,6 +8,8 @@
 
 #include "base/check.h"
 #include "base/hash.h"
+#include "base/json_text.h"
+#include "base/strings.h"
 
 namespace mflow::runtime {
 
@@ -351,10 +353,12 @@ void Scheduler::launch(TaskIndex i, std::unique_ptr<Active> owned) {
   acquire(a);
   if (!a.gpus.empty()) {
     std::vector<std::string> ids;
-    for (size_t g : a.gpus) ids.push_back(std::to_string(g));
-    std::string joined;
-    for (size_t k = 0; k < ids.size(); ++k) joined += (k ? "," : "") + ids[k];
-    env["CUDA_VISIBLE_DEVICES"] = joined;
+    for (size_t g : a.gpus) ids.push_back(options_.capacity.gpu_id(g));
+    env["CUDA_VISIBLE_DEVICES"] = base::join(ids, ",");
+  } else if (!on_kube && options_.capacity.gpus > 0) {
+    // mflow hands out this machine's GPUs: a task that asked for none sees none, so it cannot
+    // use a GPU another task holds (as on Kubernetes, where no request means no device).
+    env["CUDA_VISIBLE_DEVICES"] = "";
   }
   if (on_kube) {
     env["MFLOW_BIN"] = "mflow";
@@ -412,7 +416,7 @@ bool Scheduler::try_reuse(TaskIndex i, const std::string& input_hash) {
     auto ref = record.view.find(foreach_name);
     if (ref == record.view.end()) return false;
     auto bytes = store_.read_object(ref->second);
-    if (!bytes.ok()) return false;
+    if (!bytes.ok() || !base::check_json_depth(bytes.value(), "").ok()) return false;
     auto items = nlohmann::json::parse(bytes.value(), nullptr, false);
     if (!items.is_array()) return false;
     auto& texts = foreach_items_[i];
@@ -444,6 +448,15 @@ void Scheduler::handle(const exec::Completion& c) {
   --attempts_in_flight_;
   release(a);
   const char* where = options_.on_kubernetes.at(plan_.task(a.task).step) ? "kubernetes" : "local";
+  if (auto intact = inputs_unchanged(a); !intact.ok()) {
+    // What the task read was changed by the task itself: no retry can repair that, and its
+    // siblings may have read the changed bytes, so the run fails here.
+    exec::Completion damaged = c;
+    damaged.outcome = exec::Outcome::kFailed;
+    damaged.reason = intact.message();
+    a.record.attempts.back() = attempt_record(damaged, where);
+    return fail(a.task, a, damaged);
+  }
   a.record.attempts.back() = attempt_record(c, where);
   if (c.outcome == exec::Outcome::kSucceeded) return succeed(a.task, a, c);
 
@@ -459,6 +472,18 @@ void Scheduler::handle(const exec::Completion& c) {
   (void)store_.write_task(a.record);
   ++a.attempt;
   a.retry_at = SysClock::now() + delay;
+}
+
+base::Status Scheduler::inputs_unchanged(const Active& a) const {
+  if (a.input_dir.empty()) return base::Status();
+  MFLOW_RETURN_IF_ERROR(store_.check_unchanged(a.input_dir, a.input_view));
+  const PlannedTask& t = plan_.task(a.task);
+  if (graph_.node(t.step).fan_in != graph::FanIn::kNone) {
+    for (size_t k = 0; k < t.inputs.size() && k < a.join_views.size(); ++k) {
+      MFLOW_RETURN_IF_ERROR(store_.check_unchanged(artifact_dirs_.at(t.inputs[k]), a.join_views[k]));
+    }
+  }
+  return base::Status();
 }
 
 void Scheduler::finish_retry_delays(SysClock::time_point now) {
@@ -499,6 +524,11 @@ void Scheduler::succeed(TaskIndex i, Active& a, const exec::Completion& c) {
     }
     auto bytes = store_.read_object(ref->second);
     if (!bytes.ok()) return fail_with(bytes.status().message());
+    if (auto deep = base::check_json_depth(
+            bytes.value(), fmt::format("artifact '{}' of step '{}'", name, node.name()));
+        !deep.ok()) {
+      return fail_with(deep.message());
+    }
     auto items = nlohmann::json::parse(bytes.value(), nullptr, false);
     if (!items.is_array()) {
       return fail_with(fmt::format(
@@ -542,8 +572,10 @@ void Scheduler::fail(TaskIndex i, Active& a, const exec::Completion& c) {
   a.record.status = store::TaskStatus::kFailed;
   (void)store_.write_task(a.record);
   reporter_.task_finished(a.launch, c, -1);
-  ++summary_.tasks_failed;
-  if (c.outcome != exec::Outcome::kCancelled || !summary_.interrupted) {
+  if (c.outcome == exec::Outcome::kCancelled && summary_.interrupted) {
+    ++summary_.tasks_stopped;  // stopped by Ctrl-C/SIGTERM: not a failure of the task itself
+  } else {
+    ++summary_.tasks_failed;
     FailedTask f;
     f.step = step.name;
     f.task_id = plan_.task(i).id;

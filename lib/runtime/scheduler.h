@@ -78,6 +78,8 @@ class Scheduler {
   void remember(TaskIndex i, store::ArtifactMap view, std::string artifacts_dir);
   void succeed(TaskIndex i, Active& a, const exec::Completion& c);
   void fail(TaskIndex i, Active& a, const exec::Completion& c);
+  /// Whether the attempt left its input directories (and the objects in them) as stored.
+  base::Status inputs_unchanged(const Active& a) const;
   void finish_retry_delays(std::chrono::system_clock::time_point now);
   void stop_everything();
   void abandon_waiting();

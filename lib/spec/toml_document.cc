@@ -2,6 +2,7 @@
 // its parse_error stops here and becomes a diagnostic with the parser's line/column. toml++ is
 // used through Debian's shared library (TOML_HEADER_ONLY=0, see docs/CONTRIBUTING notes):
 // the header-only build asserts on some malformed input.
+#include <cmath>
 #include <sstream>
 
 #include <fmt/core.h>
@@ -54,7 +55,13 @@ class TomlConverter {
     }
     if (auto s = node.value_exact<std::string>()) return *s;
     if (auto i = node.value_exact<int64_t>()) return *i;
-    if (auto d = node.value_exact<double>()) return *d;
+    if (auto d = node.value_exact<double>()) {
+      if (std::isfinite(*d)) return *d;
+      // JSON (the schema, task environments, `show --format json`) has no inf or NaN.
+      diags_->error(file_, value_pos, fmt::format("'{}' is not a finite number", *d),
+                    "use a finite number, or quote it to pass a string");
+      return nullptr;
+    }
     if (auto b = node.value_exact<bool>()) return *b;
     // Dates and times have no JSON counterpart; keep their TOML text so errors can quote it.
     std::ostringstream text;

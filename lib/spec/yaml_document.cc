@@ -174,7 +174,14 @@ class YamlConverter {
     if (tag == "?" || tag.empty() || tag == "tag:yaml.org,2002:int" ||
         tag == "tag:yaml.org,2002:float" || tag == "tag:yaml.org,2002:bool" ||
         tag == "tag:yaml.org,2002:null") {
-      return plain_scalar(text);
+      nlohmann::json value = plain_scalar(text);
+      if (value.is_number_float() && !std::isfinite(value.get<double>())) {
+        // JSON (the schema, task environments, `show --format json`) has no inf or NaN.
+        error(pos, fmt::format("'{}' is not a finite number", text),
+              "use a finite number, or quote it to pass a string");
+        return nullptr;
+      }
+      return value;
     }
     error(pos, fmt::format("unsupported YAML tag '{}'", tag),
           "flow files use plain YAML values; remove the tag");

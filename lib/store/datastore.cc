@@ -145,6 +145,23 @@ Status link_or_copy(const std::string& src, const std::string& dst, mode_t copy_
   return Status::io_error(fmt::format("{}: keeps being recreated while mflow replaces it", dst));
 }
 
+// The seal: the fixed modification time (2000-01-01T00:00:00Z) of every object, of the files
+// placed in input directories and of those directories. Writing to a file, or adding or
+// removing a directory entry, sets the time to now, which a single lstat then reveals.
+constexpr time_t kSealSeconds = 946684800;
+
+bool is_sealed(const struct stat& st) {
+  return st.st_mtim.tv_sec == kSealSeconds && st.st_mtim.tv_nsec == 0;
+}
+
+Status seal(const std::string& path) {
+  struct timespec times[2] = {{kSealSeconds, 0}, {kSealSeconds, 0}};
+  if (::utimensat(AT_FDCWD, path.c_str(), times, AT_SYMLINK_NOFOLLOW) != 0) {
+    return Status::from_errno("sealing " + path, errno);
+  }
+  return Status();
+}
+
 // remove_all that also copes with directories a task made read-only.
 Status remove_tree(const std::string& path) {
   std::error_code ec;
@@ -640,6 +657,7 @@ Result<std::string> Datastore::write_artifacts_dir(const std::string& run_id,
   if (exists(dir)) MFLOW_RETURN_IF_ERROR(remove_tree(dir));
   MFLOW_RETURN_IF_ERROR(base::make_dirs(dir));
   MFLOW_RETURN_IF_ERROR(materialize(view, dir));
+  MFLOW_RETURN_IF_ERROR(seal(dir));  // last: adding the entries changed its time
   return dir;
 }
 
@@ -658,6 +676,7 @@ Result<std::string> Datastore::make_input_dir(const std::string& run_id, const s
     std::string link = fmt::format("{}/{}", dir, k);
     if (::symlink(target.c_str(), link.c_str()) != 0) return Status::from_errno(link, errno);
   }
+  MFLOW_RETURN_IF_ERROR(seal(dir));  // last: adding the entries changed its time
   return dir;
 }
 
@@ -725,6 +744,7 @@ Result<ArtifactRef> Datastore::move_object(const std::string& path) {
   }
   MFLOW_RETURN_IF_ERROR(base::make_dirs(layout::object_fanout_dir(root_, ref.sha256)));
   if (::chmod(path.c_str(), 0444) != 0) return Status::from_errno(path, errno);
+  MFLOW_RETURN_IF_ERROR(seal(path));
   if (::rename(path.c_str(), obj.c_str()) != 0) {
     if (errno == EXDEV) return copy_object(path);
     return Status::from_errno(fmt::format("moving {} to {}", path, obj), errno);
@@ -769,6 +789,7 @@ Status Datastore::publish_object(const std::string& tmp, const std::string& sha2
   std::string obj = layout::object_path(root_, sha256);
   if (exists(obj)) return Status();
   MFLOW_RETURN_IF_ERROR(base::make_dirs(layout::object_fanout_dir(root_, sha256)));
+  MFLOW_RETURN_IF_ERROR(seal(tmp));
   if (::rename(tmp.c_str(), obj.c_str()) != 0) {
     return Status::from_errno(fmt::format("moving {} to {}", tmp, obj), errno);
   }
@@ -837,9 +858,79 @@ Status Datastore::materialize(const ArtifactMap& artifacts, const std::string& d
           "the flow again without resume)",
           name, ref.sha256, root_));
     }
-    MFLOW_RETURN_IF_ERROR(link_or_copy(obj, dir + "/" + name, 0444));
+    struct stat st;
+    if (::lstat(obj.c_str(), &st) != 0) return Status::from_errno(obj, errno);
+    if (!is_sealed(st)) {
+      // Stored by an mflow from before the seal, or changed since: the hash decides.
+      auto sha = base::sha256_file(obj);
+      if (!sha.ok()) return sha.status();
+      if (sha.value() != ref.sha256) {
+        quarantine(ref.sha256);
+        return Status::io_error(fmt::format(
+            "artifact '{}': object {} was changed after it was stored (moved to {}); re-run the "
+            "task that produced it (without resume)",
+            name, ref.sha256, layout::damaged_objects_dir(root_)));
+      }
+      MFLOW_RETURN_IF_ERROR(seal(obj));
+    }
+    std::string entry = dir + "/" + name;
+    MFLOW_RETURN_IF_ERROR(link_or_copy(obj, entry, 0444));
+    struct stat placed;
+    if (::lstat(entry.c_str(), &placed) == 0 && placed.st_ino != st.st_ino) {
+      MFLOW_RETURN_IF_ERROR(seal(entry));  // a copy (too many links, another file system)
+    }
   }
   return Status();
+}
+
+void Datastore::quarantine(const std::string& sha256) const {
+  static std::atomic<unsigned> counter{0};
+  std::string dir = layout::damaged_objects_dir(root_);
+  if (!base::make_dirs(dir).ok()) return;
+  std::string to = fmt::format("{}/{}.{}.{}", dir, sha256, ::getpid(), counter++);
+  ::rename(layout::object_path(root_, sha256).c_str(), to.c_str());
+}
+
+Status Datastore::check_unchanged(const std::string& dir, const ArtifactMap& view) const {
+  std::vector<std::string> changed;
+  struct stat st;
+  if (::lstat(dir.c_str(), &st) != 0) {
+    return Status::invalid(fmt::format("{} was removed", dir));
+  }
+  if (!is_sealed(st)) {
+    std::vector<std::string> extra;
+    if (auto names = list_dir(dir); names.ok()) {
+      for (const auto& n : names.value()) {
+        bool join_link = !n.empty() && n.find_first_not_of("0123456789") == std::string::npos;
+        if (!view.count(n) && !join_link) extra.push_back(n);
+      }
+    }
+    changed.push_back(extra.empty() ? dir + " (entries added or removed)"
+                                    : fmt::format("{} (added: {})", dir, base::join(extra, ", ")));
+  }
+  bool quarantined = false;
+  for (const auto& [name, ref] : view) {
+    std::string entry = dir + "/" + name;
+    if (::lstat(entry.c_str(), &st) != 0) {
+      changed.push_back(entry + " (removed)");
+    } else if (!is_sealed(st) || st.st_size != ref.size) {
+      changed.push_back(entry + " (written to)");
+      struct stat obj;
+      std::string obj_path = layout::object_path(root_, ref.sha256);
+      if (::lstat(obj_path.c_str(), &obj) == 0 && obj.st_ino == st.st_ino) {
+        quarantine(ref.sha256);  // the entry is the stored object itself (a hard link)
+        quarantined = true;
+      }
+    }
+  }
+  if (changed.empty()) return Status();
+  return Status::invalid(fmt::format(
+      "the task changed its inputs, which are read-only: {}; write new artifacts to "
+      "$MFLOW_OUTPUT_DIR instead{}",
+      base::join(changed, "; "),
+      quarantined ? " (the changed stored object was moved to " +
+                        layout::damaged_objects_dir(root_) + ")"
+                  : ""));
 }
 
 }  // namespace mflow::store

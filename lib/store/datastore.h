@@ -169,6 +169,13 @@ class Datastore {
   /// name -> ref. Artifact names must be valid (see valid_artifact_name); subdirectories
   /// and invalid names are an error naming the file.
   base::Result<ArtifactMap> ingest_dir(const std::string& dir);
+  /// After a task ran: whether the input directory `dir` (a task's $MFLOW_INPUT_DIR or one
+  /// branch of a join) still holds `view` exactly as stored. Objects, the files placed in
+  /// input directories and the directories themselves carry a fixed modification time (the
+  /// seal, see docs/datastore.md), so a task that wrote to an input, or added or removed an
+  /// entry, is caught by a few lstat calls, even as root, for whom mode 0444 means nothing.
+  /// A changed object is quarantined. invalid() naming every changed path otherwise.
+  base::Status check_unchanged(const std::string& dir, const ArtifactMap& view) const;
   /// Stores bytes as an object.
   base::Result<ArtifactRef> put_bytes(std::string_view bytes);
   /// Path of an object (read-only file).
@@ -177,6 +184,8 @@ class Datastore {
   /// Creates `dir/<name>` for every artifact (hard link into the object store; copy when the
   /// file system refuses links).
   base::Status materialize(const ArtifactMap& artifacts, const std::string& dir) const;
+  /// Moves a changed object to objects/damaged/, so no reader gets wrong bytes under its name.
+  void quarantine(const std::string& sha256) const;
 
  private:
   explicit Datastore(std::string root) : root_(std::move(root)) {}

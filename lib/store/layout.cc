@@ -9,6 +9,7 @@ std::string format_file(const std::string& root) { return fmt::format("{}/{}", r
 std::string objects_dir(const std::string& root) { return root + "/objects"; }
 
 std::string object_tmp_dir(const std::string& root) { return root + "/objects/tmp"; }
+std::string damaged_objects_dir(const std::string& root) { return root + "/objects/damaged"; }
 
 std::string object_fanout_dir(const std::string& root, const std::string& sha256) {
   return fmt::format("{}/objects/{}", root, std::string_view(sha256).substr(0, 2));

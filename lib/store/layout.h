@@ -24,6 +24,8 @@ std::string format_file(const std::string& root);
 std::string objects_dir(const std::string& root);
 /// <root>/objects/tmp: objects being written (never read as objects; see docs for garbage).
 std::string object_tmp_dir(const std::string& root);
+/// Where an object found changed after it was stored is moved, out of every reader's way.
+std::string damaged_objects_dir(const std::string& root);
 /// <root>/objects/<first 2 hex digits of sha256>
 std::string object_fanout_dir(const std::string& root, const std::string& sha256);
 /// <root>/objects/<2 hex>/<sha256>

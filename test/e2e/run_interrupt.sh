@@ -22,13 +22,21 @@ steps:
 YAML
 for sig in INT TERM; do
   rm -f pids
-  "$MFLOW" run flow.yaml > out.txt 2> err.txt &
+  "$MFLOW" run flow.yaml --summary-json "s-$sig.json" > out.txt 2> err.txt &
   pid=$!
   for _ in $(seq 100); do [ -f pids ] && [ "$(wc -l < pids)" = 3 ] && break; sleep 0.1; done
   kill -$sig $pid
   set +e; wait $pid; rc=$?; set -e
   test "$rc" = 130
   contains err.txt "was interrupted"
+  contains err.txt "3 stopped"
+  # The tasks Ctrl-C stopped are counted as stopped, not as failures of their own.
+  python3 - "s-$sig.json" <<'PY'
+import json, sys
+j = json.load(open(sys.argv[1]))
+assert j["status"] == "interrupted" and j["tasks"]["stopped"] == 3, j
+assert j["tasks"]["failed"] == 0 and j["failures"] == [], j
+PY
   sleep 0.3
   while read -r child; do not alive "$child"; done < pids
 done

@@ -54,3 +54,20 @@ expect_code 4 "$MFLOW" run flow.yaml --local-cpus 64 --local-memory 100000 --loc
 contains err.txt "asks for 1 GPUs but this machine has 0"
 contains err.txt "--with kubernetes"
 test ! -e observed || test "$(wc -l < observed)" = 8
+
+# GPU ids come from mflow's own CUDA_VISIBLE_DEVICES; a step without a gpu request sees none.
+cat > gpu.yaml <<'YAML'
+name: gpu
+steps:
+  start:
+    resources: {gpu: 1}
+    run: echo "with=[$CUDA_VISIBLE_DEVICES]"
+    next: end
+  end:
+    run: echo "without=[${CUDA_VISIBLE_DEVICES-unset}]"
+YAML
+CUDA_VISIBLE_DEVICES=5,7 MFLOW_LOCAL_GPUS=2 "$MFLOW" run gpu.yaml -q > gpu.txt
+contains gpu.txt "with=[5]"
+contains gpu.txt "without=[]"
+MFLOW_LOCAL_GPUS=abc expect_code 2 "$MFLOW" run gpu.yaml -q 2> err.txt
+contains err.txt "MFLOW_LOCAL_GPUS=abc: expected a whole number of GPUs"
