@@ -1,7 +1,6 @@
 #include "exec/local_executor.h"
 
 #include <fcntl.h>
-#include <signal.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -16,8 +15,7 @@ struct LocalExecutor::Attempt {
   TaskLaunch launch;
   Subprocess* proc = nullptr;
   std::optional<Clock::time_point> timeout_at;
-  std::optional<Clock::time_point> kill_at;  // SIGKILL due (after SIGTERM + grace)
-  std::optional<Outcome> forced;             // kTimedOut or kCancelled once mflow stops it
+  std::optional<Outcome> forced;  // kTimedOut or kCancelled once mflow stops it
   std::string forced_reason;
   std::unique_ptr<MemoryCgroup> cgroup;
   int64_t memory_mb = 0;
@@ -118,12 +116,7 @@ void LocalExecutor::enforce_deadlines(Clock::time_point now) {
     if (a->timeout_at && !a->forced && now >= *a->timeout_at) {
       a->forced = Outcome::kTimedOut;
       a->forced_reason = fmt::format("timed out after {}s", a->launch.timeout->count());
-      a->proc->signal_group(SIGTERM);
-      a->kill_at = now + options_.kill_grace;
-    }
-    if (a->kill_at && now >= *a->kill_at) {
-      a->proc->signal_group(SIGKILL);
-      a->kill_at.reset();
+      a->proc->stop(now + options_.kill_grace);  // the set sends the SIGKILL
     }
   }
 }
@@ -135,7 +128,6 @@ std::optional<Clock::time_point> LocalExecutor::next_internal_deadline() const {
   };
   for (const auto& [tag, a] : attempts_) {
     if (!a->forced) consider(a->timeout_at);
-    consider(a->kill_at);
   }
   return next;
 }
@@ -201,7 +193,7 @@ void LocalExecutor::wait(std::optional<Clock::time_point> deadline, std::vector<
     if (result == SubprocessSet::WaitResult::kWoken) return;
     if (!next) return;  // nothing running and nothing to wait for
     if (deadline && Clock::now() >= *deadline) return;
-    // Otherwise a timeout or kill deadline passed: enforce it and keep waiting.
+    // Otherwise a timeout passed: enforce it and keep waiting.
   }
 }
 
@@ -221,10 +213,7 @@ void LocalExecutor::cancel_all() {
       a->forced = Outcome::kCancelled;
       a->forced_reason = "cancelled by mflow";
     }
-    if (!a->kill_at) {
-      a->proc->signal_group(SIGTERM);
-      a->kill_at = now + options_.kill_grace;
-    }
+    a->proc->stop(now + options_.kill_grace);  // no-op for one already stopping
   }
 }
 

@@ -1,7 +1,6 @@
 #include "exec/parallel_map.h"
 
 #include <fcntl.h>
-#include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -129,15 +128,13 @@ base::Result<MapResult> run_parallel_map(const std::vector<std::string>& items,
   size_t next_start = 0;
   size_t next_emit = 0;
   bool stopping = false;
-  std::optional<Clock::time_point> kill_at;
   base::Status error;
 
   auto stop = [&] {
     if (stopping) return;
     stopping = true;
     set.set_wake_fds({});  // acted on; do not spin on a still-readable interrupt fd
-    set.signal_all(SIGTERM);
-    kill_at = Clock::now() + options.kill_grace;
+    set.stop_all(options.kill_grace);  // the set sends the SIGKILL after the grace
   };
   auto fail_item = [&](size_t index, int exit_code, int sig, std::string reason, int err_fd) {
     if (result.kind == MapResult::Kind::kOk) {
@@ -217,14 +214,10 @@ base::Result<MapResult> run_parallel_map(const std::vector<std::string>& items,
 
     if (set.running() == 0 && (stopping || next_emit == items.size())) break;
 
-    auto wake = set.wait(kill_at, &finished);
+    auto wake = set.wait(std::nullopt, &finished);
     if (wake == SubprocessSet::WaitResult::kWoken && !stopping && options.interrupted()) {
       if (result.kind == MapResult::Kind::kOk) result.kind = MapResult::Kind::kInterrupted;
       stop();
-    }
-    if (kill_at && Clock::now() >= *kill_at) {
-      set.signal_all(SIGKILL);
-      kill_at.reset();
     }
     for (auto& proc : finished) {
       size_t index = static_cast<size_t>(proc->tag);

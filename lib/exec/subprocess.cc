@@ -1,5 +1,6 @@
 #include "exec/subprocess.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -11,6 +12,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <mutex>
 
@@ -78,6 +80,42 @@ int open_pidfd(pid_t pid) {
   return -1;
 }
 
+// Which of `pgids` (sorted) still have a live process: one pass over /proc. Zombies do not
+// count; a held leader is one. Without a readable /proc every group counts as live, so a
+// stopping task then keeps its whole grace rather than losing it.
+std::vector<pid_t> live_groups(const std::vector<pid_t>& pgids) {
+  DIR* proc = ::opendir("/proc");
+  if (!proc) return pgids;
+  std::vector<pid_t> live;
+  char stat[512];
+  while (dirent* entry = ::readdir(proc)) {
+    std::string name = entry->d_name;
+    if (name[0] < '1' || name[0] > '9') continue;
+    int fd = ::openat(::dirfd(proc), (name + "/stat").c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) continue;  // exited meanwhile
+    ssize_t n = ::read(fd, stat, sizeof stat - 1);
+    ::close(fd);
+    if (n <= 0) continue;
+    stat[n] = '\0';
+    // "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses, so parse
+    // from the last ')'.
+    const char* close = std::strrchr(stat, ')');
+    if (!close) continue;
+    char state = 0;
+    long ppid = 0;
+    long pgrp = 0;
+    if (std::sscanf(close + 1, " %c %ld %ld", &state, &ppid, &pgrp) != 3) continue;
+    if (state == 'Z' || state == 'X' || state == 'x') continue;
+    auto pgid = static_cast<pid_t>(pgrp);
+    if (std::binary_search(pgids.begin(), pgids.end(), pgid) &&
+        std::find(live.begin(), live.end(), pgid) == live.end()) {
+      live.push_back(pgid);
+    }
+  }
+  ::closedir(proc);
+  return live;
+}
+
 // RAII wrappers so every error path below destroys what it initialised.
 struct FileActions {
   posix_spawn_file_actions_t fa;
@@ -111,6 +149,17 @@ Subprocess::~Subprocess() {
 
 void Subprocess::signal_group(int sig) {
   if (!reaped_ && pid_ > 0) ::kill(-pid_, sig);
+}
+
+void Subprocess::stop(Clock::time_point kill_at) {
+  if (reaped_ || pid_ <= 0) return;
+  if (!stopping_) {
+    stopping_ = true;
+    kill_at_ = kill_at;
+    ::kill(-pid_, SIGTERM);
+  } else if (kill_at_ && kill_at < *kill_at_) {
+    kill_at_ = kill_at;
+  }
 }
 
 void Subprocess::on_leader_exit() {
@@ -218,6 +267,63 @@ void SubprocessSet::force_sigchld_fallback_for_testing(bool force) { g_force_sig
 
 void SubprocessSet::signal_all(int sig) {
   for (auto& p : procs_) p->signal_group(sig);
+}
+
+void SubprocessSet::stop_all(std::chrono::milliseconds grace) {
+  Clock::time_point kill_at = Clock::now() + grace;
+  for (auto& p : procs_) p->stop(kill_at);
+}
+
+void SubprocessSet::release_leader(Subprocess* p) {
+  p->on_leader_exit();
+  // Read what is left, and give escaped holders of the pipes (setsid) a grace.
+  char* buf = buffer_.data();
+  for (auto* ch : {&p->out_, &p->err_}) {
+    while (ch->pipe) {
+      ssize_t n = ::read(ch->pipe.get(), buf, buffer_.size());
+      if (n > 0) {
+        p->deliver(*ch, std::string_view(buf, static_cast<size_t>(n)));
+      } else if (n < 0 && errno == EINTR) {
+        continue;
+      } else if (n < 0 && errno == EAGAIN) {
+        break;  // still held open by a process outside the group, or one being killed
+      } else {
+        p->close_channel(*ch);
+      }
+    }
+  }
+  if (p->open_pipes() > 0) p->drain_deadline_ = Clock::now() + kDrainGrace;
+}
+
+std::optional<Clock::time_point> SubprocessSet::check_stopping(Clock::time_point now) {
+  std::optional<Clock::time_point> next;
+  std::vector<pid_t> held;
+  for (auto& p : procs_) {
+    if (p->kill_at_ && now >= *p->kill_at_) {
+      p->kill_at_.reset();
+      p->signal_group(SIGKILL);
+      if (p->holding_leader()) release_leader(p.get());
+    }
+    if (p->kill_at_ && (!next || *p->kill_at_ < *next)) next = p->kill_at_;
+    if (p->holding_leader()) held.push_back(p->pid_);
+  }
+  if (held.empty()) {
+    next_scan_.reset();
+    return next;
+  }
+  if (!next_scan_ || now >= *next_scan_) {
+    std::sort(held.begin(), held.end());
+    std::vector<pid_t> live = live_groups(held);
+    for (auto& p : procs_) {
+      if (p->holding_leader() && std::find(live.begin(), live.end(), p->pid_) == live.end()) {
+        release_leader(p.get());  // the group is empty: the task is done, grace or not
+      }
+    }
+    next_scan_ = now + kGroupScanInterval;
+    if (live.empty()) return next;
+  }
+  if (!next || *next_scan_ < *next) next = next_scan_;
+  return next;
 }
 
 base::Result<Subprocess*> SubprocessSet::add(const SpawnRequest& request, LineCallback on_line) {
@@ -350,25 +456,16 @@ SubprocessSet::WaitResult SubprocessSet::wait(std::optional<Clock::time_point> d
   char* buf = buffer_.data();
   size_t buf_size = buffer_.size();
 
-  // After the leader exited: read what is left, and give escaped holders of the pipe a grace.
+  // A normal exit of the leader takes the rest of its group with it (a task cannot leave a
+  // daemon behind). A task being stopped is different: its other processes (a Python child
+  // of `sh -c` flushing on SIGTERM) keep their grace, so the exited leader is held as a
+  // zombie until its group is empty or the stop deadline passes (check_stopping).
   auto after_exit = [&](Subprocess* p) {
-    p->on_leader_exit();
-    for (auto* ch : {&p->out_, &p->err_}) {
-      while (ch->pipe) {
-        int fd = ch->pipe.get();
-        ssize_t n = ::read(fd, buf, buf_size);
-        if (n > 0) {
-          p->deliver(*ch, std::string_view(buf, static_cast<size_t>(n)));
-        } else if (n < 0 && errno == EINTR) {
-          continue;
-        } else if (n < 0 && errno == EAGAIN) {
-          break;  // still held open by a process outside the group, or one being killed
-        } else {
-          p->close_channel(*ch);
-        }
-      }
+    if (p->kill_at_) {
+      p->leader_exited_ = true;  // the next scan is due at once unless one ran < 25 ms ago
+    } else {
+      release_leader(p);
     }
-    if (p->open_pipes() > 0) p->drain_deadline_ = Clock::now() + kDrainGrace;
   };
 
   bool polled = false;
@@ -379,7 +476,7 @@ SubprocessSet::WaitResult SubprocessSet::wait(std::optional<Clock::time_point> d
       ensure_sigchld_handler();
       drain_sigchld_pipe();
       for (auto& p : procs_) {
-        if (p->reaped_ || p->pidfd_) continue;
+        if (p->reaped_ || p->pidfd_ || p->leader_exited_) continue;
         siginfo_t info{};
         if (::waitid(P_PID, static_cast<id_t>(p->pid_), &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
             info.si_pid == p->pid_) {
@@ -391,6 +488,7 @@ SubprocessSet::WaitResult SubprocessSet::wait(std::optional<Clock::time_point> d
     // Cut off pipes still held after the grace, then hand out the finished children.
     Clock::time_point now = Clock::now();
     std::optional<Clock::time_point> wake_at = deadline;
+    if (auto t = check_stopping(now); t && (!wake_at || *t < *wake_at)) wake_at = t;
     size_t done = 0;
     for (auto& p : procs_) {
       if (p->reaped_ && p->open_pipes() > 0 && p->drain_deadline_) {
@@ -428,7 +526,7 @@ SubprocessSet::WaitResult SubprocessSet::wait(std::optional<Clock::time_point> d
         pfds.push_back({p->err_.pipe.get(), POLLIN, 0});
         slots.push_back({p.get(), 1});
       }
-      if (p->pidfd_) {
+      if (p->pidfd_ && !p->leader_exited_) {  // a held leader's pidfd stays readable
         pfds.push_back({p->pidfd_.get(), POLLIN, 0});
         slots.push_back({p.get(), 2});
       }

@@ -79,6 +79,15 @@ class Subprocess {
   /// Sends `sig` to the child's whole process group (no-op once the leader was reaped).
   void signal_group(int sig);
 
+  /// Starts stopping the task: SIGTERM to its whole group now, SIGKILL to what is left of the
+  /// group at `kill_at` (enforced by SubprocessSet::wait). Until then the leader's exit does
+  /// not cut the grace short for the rest of the group: the task finishes as soon as no
+  /// process of its group is alive, or at `kill_at`. A later call only moves `kill_at`
+  /// earlier; no-op once the leader was reaped.
+  void stop(Clock::time_point kill_at);
+  /// stop() was called.
+  bool stopping() const { return stopping_; }
+
   /// Free for the owner to identify the child (LocalExecutor and parallel_map use it).
   uint64_t tag = 0;
 
@@ -99,10 +108,17 @@ class Subprocess {
   void deliver(Channel& ch, std::string_view data);
   /// The leader has exited (a zombie): kill leftovers of its group, then reap it.
   void on_leader_exit();
+  /// Holding the exited leader unreaped while the rest of its group has its stop grace.
+  bool holding_leader() const { return leader_exited_ && !reaped_; }
 
   pid_t pid_ = -1;
   base::UniqueFd pidfd_;  // invalid in SIGCHLD-fallback mode
   bool reaped_ = false;
+  // A stopping task's leader exited before its group emptied: it stays a zombie, unreaped,
+  // so its pid (= the group id) cannot be reused while kill(-pid_) may still be sent.
+  bool leader_exited_ = false;
+  bool stopping_ = false;
+  std::optional<Clock::time_point> kill_at_;  // SIGKILL due; reset once sent
   int exit_code_ = -1;
   int term_signal_ = 0;
   Channel out_;
@@ -133,7 +149,9 @@ class SubprocessSet {
   /// Runs the poll loop until at least one child finished (moved to `finished`), a wake fd is
   /// readable, or `deadline` passed. When a child's leader exits, leftover processes of its
   /// group are killed and its pipes are read to EOF; a pipe held open by an escaped process
-  /// (setsid) is cut off after kDrainGrace. EINTR is retried.
+  /// (setsid) is cut off after kDrainGrace. A child being stopped (Subprocess::stop) is the
+  /// exception: its group keeps its grace after the leader exits, and is SIGKILLed when the
+  /// stop deadline passes. EINTR is retried.
   WaitResult wait(std::optional<Clock::time_point> deadline,
                   std::vector<std::unique_ptr<Subprocess>>* finished);
 
@@ -143,6 +161,8 @@ class SubprocessSet {
   size_t running() const { return procs_.size(); }
   /// Sends `sig` to every running child's process group.
   void signal_all(int sig);
+  /// Subprocess::stop(now + grace) for every running child.
+  void stop_all(std::chrono::milliseconds grace);
   /// Children still in the set (for callers that walk them to enforce timeouts).
   const std::vector<std::unique_ptr<Subprocess>>& children() const { return procs_; }
 
@@ -152,8 +172,17 @@ class SubprocessSet {
   static void force_sigchld_fallback_for_testing(bool force);
 
   static constexpr std::chrono::milliseconds kDrainGrace{2000};
+  /// How often /proc is scanned, while some stopping group's leader has exited, for whether
+  /// any process of that group is still alive (a zombie leader defeats kill(-pgid, 0)).
+  static constexpr std::chrono::milliseconds kGroupScanInterval{25};
 
  private:
+  /// Enforces stop deadlines and releases held leaders whose group is empty; returns when
+  /// the next such check is due.
+  std::optional<Clock::time_point> check_stopping(Clock::time_point now);
+  void release_leader(Subprocess* p);
+
+  std::optional<Clock::time_point> next_scan_;
   std::vector<int> wake_fds_;
   std::vector<std::unique_ptr<Subprocess>> procs_;
   std::vector<char> buffer_;

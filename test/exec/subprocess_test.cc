@@ -325,3 +325,80 @@ TEST_CASE("destroying the set kills and reaps its children", "[exec]") {
   CHECK_FALSE(test::process_alive(leader));
   CHECK(test::eventually([&] { return !test::group_alive(leader); }));
 }
+
+namespace {
+
+// A background child of the leader that traps SIGTERM, then takes 0.3 s to "flush" `file`
+// and exits 0 (a Python task behind `sh -c` flushing on SIGTERM). It prints its pid once the
+// trap is in place.
+std::string flushing_child(const std::string& file) {
+  return "sh -c 'trap \"sleep 0.3; echo ok > " + file + "; exit 0\" TERM; echo $$; "
+         "while :; do sleep 0.05; done' &";
+}
+
+// Runs `h` until `leader` printed a line; returns it as a pid.
+pid_t first_line_pid(Harness& h, pid_t leader) {
+  auto limit = Clock::now() + seconds(10);
+  while (h.out[leader].empty() && Clock::now() < limit) {
+    h.set.wait(Clock::now() + milliseconds(50), &h.finished);
+  }
+  REQUIRE(h.out[leader].size() == 1);
+  return std::stoi(h.out[leader][0]);
+}
+
+}  // namespace
+
+TEST_CASE("a stopped task's processes keep their grace after the leader dies", "[exec]") {
+  struct Fallback {  // restored even when a REQUIRE below fails
+    explicit Fallback(bool on) { SubprocessSet::force_sigchld_fallback_for_testing(on); }
+    ~Fallback() { SubprocessSet::force_sigchld_fallback_for_testing(false); }
+  } fallback(GENERATE(false, true));
+  test::TempDir dir;
+  std::string flushed = dir.path() + "/flushed";
+  {
+    Harness h;
+    // The leader `sh` dies at once on SIGTERM; its child needs 0.3 s to finish.
+    Subprocess* p = h.start(shell(flushing_child(flushed) + " wait"));
+    pid_t leader = p->pid();
+    pid_t child = first_line_pid(h, leader);
+    // A grace far longer than run_all's 20 s limit: the task must finish because its group
+    // emptied, not because the grace ran out.
+    p->stop(Clock::now() + std::chrono::minutes(10));
+    CHECK(p->stopping());
+    h.run_all();
+    CHECK(h.find(leader)->term_signal() == SIGTERM);
+    auto text = base::read_file(flushed);
+    REQUIRE(text.ok());
+    CHECK(text.value() == "ok\n");
+    CHECK_FALSE(test::process_alive(child));
+    CHECK_FALSE(test::group_alive(leader));
+  }
+}
+
+TEST_CASE("a stopped task's leftovers are killed when the grace ends", "[exec]") {
+  Harness h;
+  // The child ignores SIGTERM altogether; only the SIGKILL at the deadline ends it.
+  Subprocess* p = h.start(shell("sh -c 'trap \"\" TERM; echo $$; while :; do sleep 0.05; done' &"
+                                " wait"));
+  pid_t leader = p->pid();
+  pid_t child = first_line_pid(h, leader);
+  h.set.stop_all(milliseconds(300));
+  h.run_all();
+  CHECK(h.find(leader)->term_signal() == SIGTERM);
+  CHECK(test::eventually([&] { return !test::process_alive(child); }));
+  CHECK(test::eventually([&] { return !test::group_alive(leader); }));
+}
+
+TEST_CASE("leftovers of a task that was not stopped get no grace", "[exec]") {
+  test::TempDir dir;
+  std::string flushed = dir.path() + "/flushed";
+  Harness h;
+  // The leader exits normally while its TERM-trapping child runs: the child is SIGKILLed at
+  // once, so its trap never writes the file.
+  pid_t leader = h.start(shell(flushing_child(flushed) + " echo $!"))->pid();
+  h.run_all();
+  CHECK(h.find(leader)->exit_code() == 0);
+  pid_t child = std::stoi(h.out[leader].at(0));
+  CHECK(test::eventually([&] { return !test::process_alive(child); }));
+  CHECK_FALSE(std::filesystem::exists(flushed));
+}
