@@ -1,12 +1,17 @@
 // `mflow logs RUN/STEP[/TASK]`: the stored output of past tasks, including tasks that are
 // still running and tasks a resume reused. The task's stdout goes to our stdout and its
-// stderr to our stderr, so pipelines see the same split the task produced.
+// stderr to our stderr, so pipelines see the same split the task produced. With several
+// tasks, a `==> RUN/STEP/TASK (attempt N) <==` header labels each task on every stream that
+// shows its output, so either stream read alone (`2>&1 >/dev/null`, `--stderr | wc`) is labelled.
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <iostream>
+#include <set>
 
 #include <fmt/core.h>
 
@@ -15,10 +20,21 @@
 #include "cli/command.h"
 #include "cli/run_support.h"
 #include "store/datastore.h"
+#include "store/layout.h"
 
 namespace mflow::cli {
 
 namespace {
+
+using base::ExitCode;
+
+struct LogsOptions {
+  std::string path;
+  std::string datastore;
+  bool only_stdout = false;
+  bool only_stderr = false;
+  int attempt = -1;  // -1: each task's last
+};
 
 // Copies a log file to `out_fd` in chunks: logs may be gigabytes.
 bool copy_file(const std::string& path, int out_fd) {
@@ -39,105 +55,255 @@ bool copy_file(const std::string& path, int out_fd) {
   }
 }
 
+bool write_all(int fd, const std::string& text) {
+  size_t off = 0;
+  while (off < text.size()) {
+    ssize_t w = ::write(fd, text.data() + off, text.size() - off);
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) return false;
+    off += static_cast<size_t>(w);
+  }
+  return true;
+}
+
+bool non_empty_file(const std::string& path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0 && st.st_size > 0;
+}
+
+// "0, 1, 2" (or the first few and a count): enough for an error message to say what exists.
+std::string list_some(const std::vector<std::string>& items) {
+  constexpr size_t kShown = 8;
+  if (items.size() <= kShown) return base::join(items, ", ");
+  std::vector<std::string> head(items.begin(), items.begin() + kShown);
+  return fmt::format("{}, … ({} in all)", base::join(head, ", "), items.size());
+}
+
+std::vector<int> attempt_numbers(const store::TaskRecord& t) {
+  std::vector<int> out;
+  for (const auto& a : t.attempts) out.push_back(a.attempt);
+  return out;
+}
+
+std::string describe_attempts(const std::vector<int>& numbers) {
+  if (numbers.empty()) return "no attempts";
+  if (numbers.size() == 1) return fmt::format("only attempt {}", numbers.front());
+  std::vector<std::string> text;
+  for (int n : numbers) text.push_back(std::to_string(n));
+  return fmt::format("attempts {}", base::join(text, ", "));
+}
+
+// task.json is written when an attempt ends: an attempt still running (a first one, or a
+// retry after a recorded failure) is known only by its log files.
+void add_live_attempts(const store::Datastore& store, store::TaskRecord& t) {
+  auto live = store.running_task(t.run_id, t.step, t.task_id);
+  if (!live.ok()) return;
+  for (auto& a : live->attempts) {
+    if (t.attempts.empty() || a.attempt > t.attempts.back().attempt) t.attempts.push_back(a);
+  }
+}
+
+// An attempt with logs but no record runs only while its run does; in a crashed or
+// interrupted run it never finished and never will.
+std::string attempt_label(const store::TaskRecord& t, int attempt, bool run_running) {
+  auto it = std::find_if(t.attempts.begin(), t.attempts.end(),
+                         [&](const store::AttemptRecord& a) { return a.attempt == attempt; });
+  if (it == t.attempts.end() || it->outcome != "running") return "";
+  return run_running ? ", running" : ", unfinished: the run ended before this attempt did";
+}
+
+void warn_problems(const std::vector<base::Status>& problems) {
+  for (const auto& p : problems) std::cerr << "mflow: warning: logs: " << p.message() << "\n";
+}
+
+// The error for a task or step that does not exist: says which tasks (or steps) do.
+// `task_id` is empty for RUN/STEP.
+ExitCode report_missing(const store::Datastore& store, const store::RunInfo& run,
+                        const std::string& step, const std::string& task_id) {
+  std::vector<base::Status> problems;
+  auto tasks = store.list_tasks(run.run_id, step, &problems, /*include_running=*/true);
+  if (!task_id.empty() && tasks.ok() && (!tasks->empty() || !problems.empty())) {
+    std::vector<std::string> ids;
+    for (const auto& t : tasks.value()) ids.push_back(t.task_id);
+    std::string exist = ids.empty() ? "has no readable task records"
+                        : ids.size() == 1 ? "has only task " + ids.front()
+                                          : "has tasks " + list_some(ids);
+    std::cerr << fmt::format(
+        "mflow: error: logs: run {} has no task {}/{}; step '{}' {} (`mflow logs {}/{}` shows "
+        "them all)\n",
+        run.run_id, step, task_id, step, exist, run.run_id, step);
+    return ExitCode::kUsage;
+  }
+  auto all = store.list_tasks(run.run_id, "", nullptr, /*include_running=*/true);
+  std::vector<std::string> steps;
+  if (all.ok()) {
+    for (const auto& t : all.value()) {
+      if (steps.empty() || steps.back() != t.step) steps.push_back(t.step);
+    }
+  }
+  std::cerr << fmt::format("mflow: error: logs: run {} (flow {}) has no tasks of step '{}'; {}\n",
+                           run.run_id, run.flow, step,
+                           steps.empty() ? "it has no tasks yet"
+                                         : "steps with tasks: " + list_some(steps));
+  return ExitCode::kUsage;
+}
+
+ExitCode run_logs(const LogsOptions& options) {
+  auto parts = base::split(options.path, '/');
+  if (parts.size() < 2 || parts.size() > 3 || parts[0].empty() || parts[1].empty()) {
+    std::cerr << fmt::format(
+        "mflow: error: logs: '{}' is not RUN/STEP or RUN/STEP/TASK (e.g. 12/start or "
+        "12/body/3); `mflow runs` lists runs\n", options.path);
+    return ExitCode::kUsage;
+  }
+  for (size_t i = 1; i < parts.size(); ++i) {
+    if (!store::layout::valid_component(parts[i])) {
+      std::cerr << fmt::format("mflow: error: logs: '{}' is not a valid {} in '{}'\n", parts[i],
+                               i == 1 ? "step name" : "task id", options.path);
+      return ExitCode::kUsage;
+    }
+  }
+  const std::string& run_id = parts[0];
+  const std::string& step = parts[1];
+  std::string root_dir = resolve_datastore(options.datastore);
+  auto store = store::Datastore::open(root_dir, false);
+  if (!store.ok()) {
+    std::cerr << "mflow: error: " << store.status().message() << "\n";
+    return ExitCode::kEnvironment;
+  }
+  auto run = store->read_run(run_id);
+  if (!run.ok()) {
+    if (run.status().code() != base::StatusCode::kNotFound) {
+      // A damaged run.json: the message names the file.
+      std::cerr << "mflow: error: logs: " << run.status().message() << "\n";
+      return ExitCode::kEnvironment;
+    }
+    std::cerr << fmt::format("mflow: error: logs: no run '{}' in datastore {}; `mflow runs` "
+                             "lists runs\n", run_id, root_dir);
+    return ExitCode::kUsage;
+  }
+  const bool run_running = run->status == store::RunStatus::kRunning;
+
+  std::vector<store::TaskRecord> tasks;
+  bool damaged = false;
+  if (parts.size() == 3) {
+    const std::string& task_id = parts[2];
+    auto t = store->read_task(run_id, step, task_id);
+    if (!t.ok() && t.status().code() == base::StatusCode::kNotFound) {
+      // A task's record is written when an attempt ends; a running task has only its logs.
+      if (auto running = store->running_task(run_id, step, task_id); running.ok()) {
+        t = std::move(running);
+      } else {
+        return report_missing(*store, *run, step, task_id);
+      }
+    }
+    if (!t.ok()) {
+      // The record exists but cannot be read: the message names the file. The logs are
+      // still there, but without the record we cannot say which attempt is which.
+      std::cerr << fmt::format("mflow: error: logs: {}; its log files are in {}\n",
+                               t.status().message(),
+                               store::layout::task_dir(root_dir, run_id, step, task_id));
+      return ExitCode::kEnvironment;
+    }
+    tasks.push_back(std::move(t.value()));
+  } else {
+    std::vector<base::Status> problems;
+    auto all = store->list_tasks(run_id, step, &problems, /*include_running=*/true);
+    if (!all.ok()) {
+      std::cerr << "mflow: error: logs: " << all.status().message() << "\n";
+      return ExitCode::kEnvironment;
+    }
+    warn_problems(problems);
+    damaged = !problems.empty();
+    if (all->empty() && !damaged) return report_missing(*store, *run, step, "");
+    tasks = std::move(all.value());
+  }
+  for (auto& t : tasks) add_live_attempts(*store, t);
+
+  // An --attempt that no task has is a usage error that says which attempts exist.
+  if (options.attempt >= 0) {
+    std::vector<store::TaskRecord> with_attempt;
+    std::set<int> existing;
+    for (auto& t : tasks) {
+      auto numbers = attempt_numbers(t);
+      existing.insert(numbers.begin(), numbers.end());
+      if (std::count(numbers.begin(), numbers.end(), options.attempt)) {
+        with_attempt.push_back(std::move(t));
+      }
+    }
+    if (with_attempt.empty() && !tasks.empty()) {
+      std::vector<int> numbers(existing.begin(), existing.end());
+      if (parts.size() == 3) {
+        std::cerr << fmt::format("mflow: error: logs: task {} has no attempt {}; it has {}\n",
+                                 options.path, options.attempt, describe_attempts(numbers));
+      } else {
+        std::cerr << fmt::format(
+            "mflow: error: logs: no task of {} has an attempt {}; its tasks have {}\n",
+            options.path, options.attempt, describe_attempts(numbers));
+      }
+      return ExitCode::kUsage;
+    }
+    tasks = std::move(with_attempt);
+  }
+
+  std::fflush(stdout);
+  for (const auto& t : tasks) {
+    if (t.attempts.empty()) continue;
+    int attempt = options.attempt >= 0 ? options.attempt : t.attempts.back().attempt;
+    std::string out_log = store->log_path(t.run_id, t.step, t.task_id, attempt, false);
+    std::string err_log = store->log_path(t.run_id, t.step, t.task_id, attempt, true);
+    std::string header;
+    if (parts.size() == 2) {
+      header = fmt::format("==> {}/{}/{} (attempt {}{}) <==\n", t.run_id, t.step, t.task_id,
+                           attempt, attempt_label(t, attempt, run_running));
+    }
+    bool ok = true;
+    if (!options.only_stderr) {
+      ok &= write_all(1, header) && copy_file(out_log, 1);
+    }
+    if (!options.only_stdout) {
+      // With both streams, stdout already lists every task: stderr gets the header only
+      // before output, so a terminal showing both does not repeat it for silent tasks.
+      if (options.only_stderr || non_empty_file(err_log)) ok &= write_all(2, header);
+      ok &= copy_file(err_log, 2);
+    }
+    if (!ok) {
+      std::cerr << fmt::format("mflow: error: logs: cannot read the logs of {}/{}/{}\n",
+                               t.run_id, t.step, t.task_id);
+      return ExitCode::kEnvironment;
+    }
+  }
+  if (damaged) {
+    std::cerr << fmt::format("mflow: error: logs: some task records of {} are damaged (see the "
+                             "warnings above); the other tasks were shown\n", options.path);
+    return ExitCode::kEnvironment;
+  }
+  return ExitCode::kOk;
+}
+
 }  // namespace
 
 void add_logs_command(CLI::App& root, const GlobalOptions&, Commands& out) {
-  struct State {
-    std::string path;
-    std::string datastore;
-    bool only_stdout = false;
-    bool only_stderr = false;
-    int attempt = -1;
-  };
-  auto state = std::make_shared<State>();
+  auto options = std::make_shared<LogsOptions>();
   auto* app = root.add_subcommand("logs", "Show the stored output of a past or running task");
-  app->add_option("RUN/STEP[/TASK]", state->path,
+  app->add_option("RUN/STEP[/TASK]", options->path,
                   "Which task (all tasks of the step, in order, when TASK is omitted)")
       ->required();
-  app->add_option("--datastore", state->datastore,
+  app->add_option("--datastore", options->datastore,
                   "Datastore directory (default $MFLOW_DATASTORE or ./.mflow)");
-  auto* o = app->add_flag("--stdout", state->only_stdout, "Only the tasks' stdout");
-  app->add_flag("--stderr", state->only_stderr, "Only the tasks' stderr")->excludes(o);
-  app->add_option("--attempt", state->attempt, "Which attempt (default: the last)")
+  auto* o = app->add_flag("--stdout", options->only_stdout, "Only the tasks' stdout");
+  app->add_flag("--stderr", options->only_stderr, "Only the tasks' stderr")->excludes(o);
+  app->add_option("--attempt", options->attempt, "Which attempt (default: each task's last)")
       ->check(CLI::NonNegativeNumber);
-  out.push_back({app, [state] {
-    auto parts = base::split(state->path, '/');
-    if (parts.size() < 2 || parts.size() > 3 || parts[0].empty() || parts[1].empty()) {
-      std::cerr << fmt::format(
-          "mflow: error: logs: '{}' is not RUN/STEP or RUN/STEP/TASK (e.g. 12/start or "
-          "12/body/3); `mflow runs` lists runs\n", state->path);
-      return base::ExitCode::kUsage;
-    }
-    std::string root_dir = resolve_datastore(state->datastore);
-    auto store = store::Datastore::open(root_dir, false);
-    if (!store.ok()) {
-      std::cerr << "mflow: error: " << store.status().message() << "\n";
-      return base::ExitCode::kEnvironment;
-    }
-    auto run = store->read_run(parts[0]);
-    if (!run.ok()) {
-      std::cerr << fmt::format("mflow: error: logs: no run '{}' in datastore {}; `mflow runs` "
-                               "lists runs\n", parts[0], root_dir);
-      return base::ExitCode::kUsage;
-    }
-    std::vector<store::TaskRecord> tasks;
-    if (parts.size() == 3) {
-      auto t = store->read_task(parts[0], parts[1], parts[2]);
-      if (!t.ok() && t.status().code() == base::StatusCode::kNotFound) {
-        // A task's record is written when an attempt ends; a running task has only its logs.
-        if (auto running = store->running_task(parts[0], parts[1], parts[2]); running.ok()) {
-          t = std::move(running);
-        }
-      }
-      if (!t.ok()) {
-        std::cerr << fmt::format("mflow: error: logs: run {} has no task {}/{} ({})\n", parts[0],
-                                 parts[1], parts[2], t.status().message());
-        return base::ExitCode::kUsage;
-      }
-      tasks.push_back(std::move(t.value()));
-    } else {
-      auto all = store->list_tasks(parts[0], parts[1], nullptr, /*include_running=*/true);
-      if (!all.ok() || all->empty()) {
-        std::cerr << fmt::format("mflow: error: logs: run {} (flow {}) has no tasks of step "
-                                 "'{}'\n", parts[0], run->flow, parts[1]);
-        return base::ExitCode::kUsage;
-      }
-      tasks = std::move(all.value());
-    }
-    // task.json is written when an attempt ends: an attempt still running (a first one, or a
-    // retry after a recorded failure) is known only by its log files.
-    for (auto& t : tasks) {
-      auto live = store->running_task(t.run_id, t.step, t.task_id);
-      if (!live.ok()) continue;
-      for (auto& a : live->attempts) {
-        if (t.attempts.empty() || a.attempt > t.attempts.back().attempt) t.attempts.push_back(a);
-      }
-    }
-    std::fflush(stdout);
-    for (const auto& t : tasks) {
-      if (t.attempts.empty()) continue;
-      int attempt = state->attempt >= 0 ? state->attempt : t.attempts.back().attempt;
-      if (tasks.size() > 1) {
-        bool running = t.attempts.back().outcome == "running" && attempt == t.attempts.back().attempt;
-        std::string header = fmt::format("==> {}/{}/{} (attempt {}{}) <==\n", t.run_id, t.step,
-                                         t.task_id, attempt, running ? ", running" : "");
-        if (::write(1, header.data(), header.size()) < 0) return base::ExitCode::kEnvironment;
-      }
-      bool ok = true;
-      if (!state->only_stderr) {
-        ok &= copy_file(store->log_path(t.run_id, t.step, t.task_id, attempt, false), 1);
-      }
-      if (!state->only_stdout) {
-        ok &= copy_file(store->log_path(t.run_id, t.step, t.task_id, attempt, true), 2);
-      }
-      if (!ok) {
-        std::cerr << fmt::format("mflow: error: logs: cannot read the logs of {}/{}/{}\n",
-                                 t.run_id, t.step, t.task_id);
-        return base::ExitCode::kEnvironment;
-      }
-    }
-    return base::ExitCode::kOk;
-  }});
+  app->footer(
+      "A task's stdout goes to stdout and its stderr to stderr. For RUN/STEP, a header\n"
+      "'==> RUN/STEP/TASK (attempt N) <==' precedes each task on the stream(s) shown: with\n"
+      "--stdout on stdout, with --stderr on stderr; by default on stdout for every task and\n"
+      "also on stderr before a task's non-empty stderr.\n"
+      "Exit codes: 0 ok; 2 bad path, no such run, step, task or attempt (the message says\n"
+      "what exists); 4 a damaged record (named on stderr; for RUN/STEP after showing the\n"
+      "other tasks, with one 'mflow: warning:' line per damaged task.json).");
+  out.push_back({app, [options] { return run_logs(*options); }});
 }
 
 }  // namespace mflow::cli

@@ -54,3 +54,13 @@ not grep -q first r.txt
 contains r0.txt "first"
 touch go2
 wait $pid
+
+# A run that ended (here: crashed, its lock free) with an attempt that has logs but no record:
+# that attempt is not running and never will finish, so the header says so.
+sed -i 's/"status": "succeeded"/"status": "running"/' .mflow/runs/1/run.json
+rm .mflow/runs/1/tasks/body/1/task.json
+"$MFLOW" runs | grep -E "^1 +slow +crashed"
+"$MFLOW" logs 1/body > crashed.txt
+contains crashed.txt "==> 1/body/1 (attempt 0, unfinished: the run ended before this attempt did) <=="
+contains crashed.txt "==> 1/body/0 (attempt 0) <=="
+not grep -q running crashed.txt
