@@ -46,9 +46,13 @@ base::ExitCode run_main(int argc, char** argv) {
   // first word that is not an option names the command.
   std::vector<std::string> args(argv, argv + argc);
   const std::vector<std::string>* set_aside = nullptr;
+  std::string command_name;  // for "Run `mflow run --help`"
+  std::string unknown_command;
   for (size_t i = 1; i < args.size(); ++i) {
     if (!args[i].empty() && args[i][0] == '-') continue;
+    unknown_command = args[i];
     for (const auto& command : commands) {
+      if (command.app->check_name(args[i])) command_name = " " + command.app->get_name();
       if (command.param_flags && command.app->check_name(args[i])) {
         *command.param_flags = take_param_flags(*command.app, args, i + 1);
         set_aside = command.param_flags;
@@ -61,15 +65,31 @@ base::ExitCode run_main(int argc, char** argv) {
   try {
     app.parse(static_cast<int>(kept_argv.size()), kept_argv.data());
   } catch (const CLI::ParseError& e) {
-    int code = app.exit(e);
-    if (code != 0 && set_aside && !set_aside->empty()) {
+    if (e.get_exit_code() == 0) {  // --help, --version: CLI11 prints them
+      app.exit(e);
+      return base::ExitCode::kOk;
+    }
+    // CLI11's errors in the shape of mflow's own: `mflow: error: ...` and where to look.
+    std::string what = e.what();
+    if (command_name.empty() && !unknown_command.empty()) {
+      std::vector<std::string> names;
+      for (const auto& command : commands) {
+        if (!command.app->get_group().empty()) names.push_back(command.app->get_name());
+      }
+      std::string hint = base::closest_match(unknown_command, names);
+      what = fmt::format("unknown command '{}'{}", unknown_command,
+                         hint.empty() ? " (commands: " + base::join(names, ", ") + ")"
+                                      : "; did you mean '" + hint + "'?");
+    }
+    std::cerr << fmt::format("mflow: error: {}\nRun `mflow{} --help` for the options.\n", what,
+                             command_name);
+    if (set_aside && !set_aside->empty()) {
       std::cerr << fmt::format(
           "note: `{}` was taken as flow parameter flags, which go after the flow file: "
           "mflow run FLOW --NAME VALUE\n",
           base::join(*set_aside, " "));
     }
-    // CLI11 reports --help/--version as "errors" with code 0; everything else is usage.
-    return code == 0 ? base::ExitCode::kOk : base::ExitCode::kUsage;
+    return base::ExitCode::kUsage;
   }
   for (const auto& command : commands) {
     if (command.app->parsed()) return command.run();

@@ -26,6 +26,7 @@ struct CheckOptions {
 struct FileReport {
   std::string file;
   bool found = true;
+  std::string problem;  // why it could not be read, when !found
   bool ok = false;
   size_t steps = 0;
   spec::Diagnostics diags;
@@ -34,9 +35,9 @@ struct FileReport {
 FileReport check_one(const std::string& path) {
   FileReport report;
   report.file = path;
-  std::error_code ec;
-  if (!std::filesystem::is_regular_file(path, ec)) {
+  if (auto path_ok = spec::check_flow_path(path); !path_ok.ok()) {
     report.found = false;
+    report.problem = path_ok.message();
     return report;
   }
   // Load (parse, schema, model), then lint the graph only when the model was built.
@@ -57,7 +58,7 @@ nlohmann::json to_json(const FileReport& r) {
   nlohmann::json diags = nlohmann::json::array();
   if (!r.found) {
     diags.push_back({{"severity", "error"}, {"file", r.file}, {"line", 0}, {"column", 0},
-                     {"pointer", ""}, {"message", "flow file not found"}, {"hint", ""}});
+                     {"pointer", ""}, {"message", r.problem}, {"hint", ""}});
   }
   for (const auto& d : r.diags.items()) {
     diags.push_back({{"severity", d.severity == spec::Severity::kError ? "error" : "warning"},
@@ -91,9 +92,8 @@ base::ExitCode run_check(const CheckOptions& options) {
     for (const auto& r : reports) {
       if (!r.found) {
         std::cerr << fmt::format(
-            "mflow check: flow file '{}' not found\n  hint: give the path of a .yaml, .yml or "
-            ".toml flow file\n",
-            r.file);
+            "mflow check: {}\n  hint: give the path of a .yaml, .yml or .toml flow file\n",
+            r.problem);
         continue;
       }
       std::cerr << r.diags.format_all();

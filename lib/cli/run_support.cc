@@ -40,7 +40,10 @@ using base::ExitCode;
 void add_run_flags(CLI::App& app, RunFlags& flags) {
   app.add_option("--param,-p", flags.params, "Set a flow parameter, NAME=VALUE (repeatable)");
   app.add_option("--datastore", flags.datastore,
-                 "Datastore directory (default $MFLOW_DATASTORE or ./.mflow)");
+                 "Datastore directory (default $MFLOW_DATASTORE or ./.mflow)")
+      ->check([](const std::string& v) {
+        return v.empty() ? std::string("an empty path; give a directory") : std::string();
+      });
   app.add_option("--max-workers", flags.max_workers, "Most tasks running at once")
       ->check(CLI::Range(1, 100000))
       ->capture_default_str();
@@ -60,8 +63,8 @@ void add_run_flags(CLI::App& app, RunFlags& flags) {
                  "GPUs local tasks may use (default: detected, or $MFLOW_LOCAL_GPUS)")
       ->check(CLI::NonNegativeNumber);
   app.add_option("--kill-grace", flags.kill_grace_seconds,
-                 "Seconds between SIGTERM and SIGKILL when stopping a task")
-      ->check(CLI::NonNegativeNumber)
+                 "Seconds between SIGTERM and SIGKILL when stopping a task (0-3600)")
+      ->check(CLI::Range(0.0, 3600.0))
       ->capture_default_str();
   app.add_flag("--enforce-resources", flags.enforce_resources,
                "Hold local tasks to their memory request with a cgroup (OOMKilled past it)");
@@ -76,6 +79,7 @@ void add_run_flags(CLI::App& app, RunFlags& flags) {
 }
 
 std::string resolve_datastore(const std::string& flag) {
+  // An empty --datastore is refused by the flag's check; empty here means "not given".
   std::string root = flag;
   if (root.empty()) {
     const char* env = std::getenv("MFLOW_DATASTORE");
@@ -444,9 +448,9 @@ base::ExitCode execute_flow_once(const std::string& flow_path, const RunFlags& f
                                  const std::optional<ResumeRequest>& resume, int verbosity,
                                  bool* summary_written) {
   // Phase 1: load, validate and lint the flow.
-  if (std::error_code ec; !std::filesystem::is_regular_file(flow_path, ec)) {
-    std::cerr << fmt::format("mflow: error: flow file '{}' not found (give a .yaml, .yml or "
-                             ".toml flow file)\n", flow_path);
+  if (auto path_ok = spec::check_flow_path(flow_path); !path_ok.ok()) {
+    std::cerr << fmt::format("mflow: error: {} (give a .yaml, .yml or .toml flow file)\n",
+                             path_ok.message());
     return ExitCode::kUsage;
   }
   spec::Diagnostics diags;
@@ -662,7 +666,8 @@ base::ExitCode execute_flow_once(const std::string& flow_path, const RunFlags& f
   }
   base::install_interrupt_handlers();
   exec::LocalExecutorOptions local_options;
-  local_options.kill_grace = std::chrono::seconds(flags.kill_grace_seconds);
+  local_options.kill_grace =
+      std::chrono::milliseconds(std::lround(flags.kill_grace_seconds * 1000));
   if (std::find(options.on_kubernetes.begin(), options.on_kubernetes.end(), false) !=
       options.on_kubernetes.end()) {
     if (auto s = exec::start_orphan_guard(local_options.kill_grace); !s.ok()) {

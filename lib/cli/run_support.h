@@ -34,7 +34,7 @@ struct RunFlags {
   std::string kubernetes_context;
   std::string run_id_file;
   std::string summary_json;
-  int kill_grace_seconds = 10;
+  double kill_grace_seconds = 10;
   bool enforce_resources = false;
 };
 

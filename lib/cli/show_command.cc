@@ -25,12 +25,10 @@ struct ShowOptions {
 
 base::ExitCode run_show(const ShowOptions& options) {
   // Phase 1: the file must exist (a usage error, not an invalid flow).
-  std::error_code ec;
-  if (!std::filesystem::is_regular_file(options.flow, ec)) {
+  if (auto path_ok = spec::check_flow_path(options.flow); !path_ok.ok()) {
     std::cerr << fmt::format(
-        "mflow show: flow file '{}' not found\n  hint: give the path of a .yaml, .yml or .toml "
-        "flow file\n",
-        options.flow);
+        "mflow show: {}\n  hint: give the path of a .yaml, .yml or .toml flow file\n",
+        path_ok.message());
     return base::ExitCode::kUsage;
   }
   // Phase 2: load (parse, schema, model) and lint the graph.

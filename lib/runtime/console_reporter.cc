@@ -24,7 +24,9 @@ std::string timestamp_now() {
 
 ConsoleReporter::ConsoleReporter(std::FILE* out, std::FILE* err, bool quiet)
     : out_(out), err_(err), quiet_(quiet) {
-  color_ = isatty(fileno(err)) && std::getenv("NO_COLOR") == nullptr;
+  const char* term = std::getenv("TERM");
+  color_ = isatty(fileno(err)) && std::getenv("NO_COLOR") == nullptr &&
+           !(term && std::string_view(term) == "dumb");
 }
 
 std::string ConsoleReporter::prefix(const exec::TaskLaunch& task, int64_t pid) const {
@@ -106,8 +108,9 @@ void ConsoleReporter::run_finished(const RunSummary& s) {
              color("\033[31m"), s.run_id, s.flow, s.interrupted ? "was interrupted" : "failed",
              color("\033[0m"), secs, counts);
   for (const auto& f : s.failures) {
-    fmt::print(err_, "  failed: {}/{} (attempt {} of {}): {}\n", f.step, f.task_id,
-               f.attempt + 1, f.attempts, f.reason.empty() ? exec::to_string(f.outcome) : f.reason);
+    // Attempts count from 0 everywhere (MFLOW_ATTEMPT, `mflow logs --attempt`, the JSON).
+    fmt::print(err_, "  failed: {}/{} (attempt {}, the last of {}): {}\n", f.step, f.task_id,
+               f.attempt, f.attempts, f.reason.empty() ? exec::to_string(f.outcome) : f.reason);
     fmt::print(err_, "    see its output:  mflow logs {}/{}/{}{}\n", s.run_id, f.step, f.task_id,
                command_options_);
   }

@@ -1,5 +1,11 @@
 #include "spec/loader.h"
 
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
 #include <fmt/core.h>
 
 #include "base/file_util.h"
@@ -55,11 +61,30 @@ std::optional<Flow> load_flow_text(std::string_view text, FileFormat format,
   return flow;
 }
 
+base::Status check_flow_path(const std::string& path) {
+  std::error_code ec;
+  auto st = std::filesystem::status(path, ec);
+  if (ec || !std::filesystem::exists(st)) {
+    return base::Status::not_found(fmt::format("flow file '{}' not found", path));
+  }
+  if (std::filesystem::is_directory(st)) {
+    return base::Status::invalid(fmt::format("'{}' is a directory, not a flow file", path));
+  }
+  if (!std::filesystem::is_regular_file(st)) {
+    return base::Status::invalid(fmt::format("'{}' is not a regular file", path));
+  }
+  if (::access(path.c_str(), R_OK) != 0) {
+    return base::Status::io_error(
+        fmt::format("cannot read flow file '{}': {}", path, std::strerror(errno)));
+  }
+  return base::Status();
+}
+
 std::optional<Flow> load_flow_file(const std::string& path, Diagnostics* diags) {
   base::Result<std::string> text = base::read_file(path);
   if (!text.ok()) {
     diags->error(path, {}, fmt::format("cannot read flow file: {}", text.status().message()),
-                 "check the path; flow files end in .yaml, .yml or .toml");
+                 "check the path and the file's permissions");
     return std::nullopt;
   }
   FileFormat format;

@@ -8,12 +8,18 @@
 #include <string>
 #include <string_view>
 
+#include "base/status.h"
 #include "spec/diagnostic.h"
 #include "spec/flow.h"
 
 namespace mflow::spec {
 
 enum class FileFormat { kYaml, kToml };
+
+/// Why `path` cannot be a flow file to read, as a sentence naming it ("flow file 'x' not
+/// found", "'x' is a directory, not a flow file", "cannot read flow file 'x': Permission
+/// denied"); ok when it is a readable regular file.
+base::Status check_flow_path(const std::string& path);
 
 /// Reads and loads `path`. Returns nullopt when any error was diagnosed.
 std::optional<Flow> load_flow_file(const std::string& path, Diagnostics* diags);

@@ -62,3 +62,20 @@ expect_code 2 "$MFLOW" resume nosuch.yaml --datastore sds 2> err.txt
 contains err.txt "flow file 'nosuch.yaml' not found"
 expect_code 2 "$MFLOW" resume start ok.yaml --datastore sds 2> err.txt
 contains err.txt "the flow file comes first: mflow resume ok.yaml start"
+
+# A path that is not a readable flow file is named for what it is.
+mkdir -p adir
+expect_code 2 "$MFLOW" check adir 2> err.txt
+contains err.txt "'adir' is a directory, not a flow file"
+expect_code 2 "$MFLOW" run adir 2> err.txt
+contains err.txt "'adir' is a directory, not a flow file"
+
+# CLI11's own errors read like mflow's and point at the right --help; a typo'd command is named.
+expect_code 2 "$MFLOW" run ok.yaml --kill-grace -1 2> err.txt
+contains err.txt "mflow: error: --kill-grace"
+contains err.txt 'Run `mflow run --help`'
+expect_code 2 "$MFLOW" rum ok.yaml 2> err.txt
+contains err.txt "unknown command 'rum'; did you mean 'run'?"
+"$MFLOW" run ok.yaml -q --kill-grace 0.5 --datastore kg   # fractional seconds are fine
+expect_code 2 "$MFLOW" run ok.yaml --datastore "" 2> err.txt
+contains err.txt "--datastore: an empty path"

@@ -29,7 +29,7 @@ YAML
 
 expect_code 1 "$MFLOW" run flow.yaml --max-workers 1 > out.txt 2> err.txt
 contains err.txt "run 1 of flaky failed"
-contains err.txt "body/2 (attempt 1 of 1): exit code 3"
+contains err.txt "body/2 (attempt 0, the last of 1): exit code 3"
 contains err.txt "mflow logs 1/body/2"
 contains err.txt "mflow resume"
 "$MFLOW" logs 1/body/2 2>&1 | grep -q "boom on 2"
