@@ -180,6 +180,8 @@ class SubprocessSet {
   /// Enforces stop deadlines and releases held leaders whose group is empty; returns when
   /// the next such check is due.
   std::optional<Clock::time_point> check_stopping(Clock::time_point now);
+  /// Reaps an exited leader (killing what is left of its group) and reads its pipes to EOF,
+  /// or gives them kDrainGrace when an escaped process still holds them.
   void release_leader(Subprocess* p);
 
   std::optional<Clock::time_point> next_scan_;
