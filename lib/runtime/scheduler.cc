@@ -402,12 +402,18 @@ bool Scheduler::try_reuse(TaskIndex i, const std::string& input_hash) {
   record.reused_from = origin.reused_from.empty()
                            ? fmt::format("{}/{}/{}", origin.run_id, origin.step, origin.task_id)
                            : origin.reused_from;
+  // A stored output that is gone (deleted by hand, quarantined) rules out reuse: say so, as
+  // the task then runs again. Checked first, so no record claims a reuse that did not happen.
+  auto cannot_reuse = [&](const base::Status& why) {
+    reporter_.note(fmt::format("{}/{} of run {} cannot be reused ({}): running it again", name,
+                               t.id, origin.run_id, why.message()));
+    return false;
+  };
+  auto dir = store_.write_artifacts_dir(run_.run_id, name, t.id, record.view);
+  if (!dir.ok()) return cannot_reuse(dir.status());
   if (auto s = store_.task_dir(run_.run_id, name, t.id); !s.ok()) return false;
   if (!store_.link_logs(origin, run_.run_id).ok()) return false;
   if (!store_.write_task(record).ok()) return false;
-
-  auto dir = store_.write_artifacts_dir(run_.run_id, name, t.id, record.view);
-  if (!dir.ok()) return false;
   remember(i, record.view, dir.value());
   int64_t splits = 0;
   if (graph_.node(t.step).fan_out == graph::FanOut::kForeach) {
@@ -416,7 +422,8 @@ bool Scheduler::try_reuse(TaskIndex i, const std::string& input_hash) {
     auto ref = record.view.find(foreach_name);
     if (ref == record.view.end()) return false;
     auto bytes = store_.read_object(ref->second);
-    if (!bytes.ok() || !base::check_json_depth(bytes.value(), "").ok()) return false;
+    if (!bytes.ok()) return cannot_reuse(bytes.status());
+    if (!base::check_json_depth(bytes.value(), "").ok()) return false;
     auto items = nlohmann::json::parse(bytes.value(), nullptr, false);
     if (!items.is_array()) return false;
     auto& texts = foreach_items_[i];

@@ -58,3 +58,16 @@ contains err.txt "/x (removed)"
 
 # An honest run with joins and foreach passes the check.
 "$MFLOW" run "$SRC/flows/foreach.yaml" -q --datastore ds3 > /dev/null
+
+# Stored outputs deleted by hand: resume says why a task runs again instead of reusing it.
+cat > two.yaml <<'YAML'
+name: two
+steps:
+  start: {run: 'echo 41 > "$MFLOW_OUTPUT_DIR/n"', next: end}
+  end: {run: 'test -e $MFLOW_INPUT_DIR/n && exit 1 || exit 1'}
+YAML
+expect_code 1 "$MFLOW" run two.yaml -q --datastore ds4 2> /dev/null
+rm -rf ds4/objects/??
+expect_code 1 "$MFLOW" resume two.yaml -q --datastore ds4 2> err.txt
+contains err.txt "start/0 of run 1 cannot be reused"
+contains err.txt "is missing from datastore"
