@@ -83,7 +83,8 @@ base::ExitCode run_main(int argc, char** argv) {
     }
     std::cerr << fmt::format("mflow: error: {}\nRun `mflow{} --help` for the options.\n", what,
                              command_name);
-    if (set_aside && !set_aside->empty()) {
+    // The likely cause of a missing FLOW: a parameter flag before it took it as its value.
+    if (set_aside && !set_aside->empty() && dynamic_cast<const CLI::RequiredError*>(&e)) {
       std::cerr << fmt::format(
           "note: `{}` was taken as flow parameter flags, which go after the flow file: "
           "mflow run FLOW --NAME VALUE\n",

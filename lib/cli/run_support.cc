@@ -143,9 +143,15 @@ std::vector<std::string> long_option_names(const CLI::App& app) {
 
 std::vector<std::string> take_param_flags(const CLI::App& app, std::vector<std::string>& args,
                                           size_t from) {
-  auto is_option = [](const std::string& t) {
-    return t.size() > 1 && t[0] == '-' && !std::isdigit(static_cast<unsigned char>(t[1])) &&
-           t[1] != '.';
+  auto defines = [&](const std::string& name) {
+    return app.get_option_no_throw(name) != nullptr ||
+           (app.get_parent() && app.get_parent()->get_option_no_throw(name) != nullptr);
+  };
+  // What ends a bare `--NAME`: another long option, or a short one mflow defines (`-q`).
+  // Anything else is its value, `-5` and `-x` included.
+  auto is_option = [&](const std::string& t) {
+    if (t.size() > 2 && t[0] == '-' && t[1] == '-') return true;
+    return t.size() == 2 && t[0] == '-' && defines(t);
   };
   std::vector<std::string> taken;
   std::vector<std::string> kept(args.begin(), args.begin() + static_cast<std::ptrdiff_t>(from));
@@ -158,9 +164,7 @@ std::vector<std::string> take_param_flags(const CLI::App& app, std::vector<std::
     bool long_option = t.size() > 2 && t[0] == '-' && t[1] == '-' &&
                        std::isalpha(static_cast<unsigned char>(t[2]));
     std::string name = long_option ? t.substr(0, t.find('=')) : "";
-    bool defined = app.get_option_no_throw(name) != nullptr ||
-                   (app.get_parent() && app.get_parent()->get_option_no_throw(name) != nullptr);
-    if (!long_option || name == "--help" || defined) {
+    if (!long_option || name == "--help" || defines(name)) {
       kept.push_back(t);
       continue;
     }

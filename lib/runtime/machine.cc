@@ -69,12 +69,12 @@ std::vector<std::string> preflight(const graph::Graph& graph, const Machine& mac
           *r.memory_mb, machine.memory_mb, advice));
     }
     if (r.cpu && *r.cpu > machine.cpus) {
-      problems.push_back(fmt::format("{} asks for {} cpus but this machine has {} (--local-cpus); {}",
+      problems.push_back(fmt::format("{} asks for {} CPU(s) but this machine has {} (--local-cpus); {}",
                                      where, *r.cpu, machine.cpus, advice));
     }
     if (r.gpu && *r.gpu > machine.gpus) {
       problems.push_back(fmt::format(
-          "{} asks for {} GPUs but this machine has {} (MFLOW_LOCAL_GPUS / --local-gpus); {}",
+          "{} asks for {} GPU(s) but this machine has {} (MFLOW_LOCAL_GPUS / --local-gpus); {}",
           where, *r.gpu, machine.gpus, advice));
     }
   }

@@ -118,6 +118,11 @@ RunSummary Scheduler::run() {
     if (!stopping_ && options_.interrupted()) {
       options_.acknowledge_interrupt();
       summary_.interrupted = true;
+      if (attempts_in_flight_ > 0) {
+        // Stopping can take up to --kill-grace: say what is happening meanwhile.
+        reporter_.note(fmt::format("interrupted: stopping {} running task(s) (SIGTERM now, "
+                                   "SIGKILL after --kill-grace)", attempts_in_flight_));
+      }
       stop_everything();
     }
     finish_retry_delays(SysClock::now());

@@ -30,6 +30,7 @@ for sig in INT TERM; do
   test "$rc" = 130
   contains err.txt "was interrupted"
   contains err.txt "3 stopped"
+  contains err.txt "interrupted: stopping 3 running task(s)"
   # The tasks Ctrl-C stopped are counted as stopped, not as failures of their own.
   python3 - "s-$sig.json" <<'PY'
 import json, sys

@@ -24,6 +24,8 @@ test ! -e pwned   # values reach the task through the environment only
 
 "$MFLOW" run p.yaml --label=y --size -4 --debug false -q --max-workers 2 > out.txt
 contains out.txt 'size=-4 lr=0.1 debug=false label=y'
+"$MFLOW" run p.yaml --label -x -q > out.txt   # a value may start with '-'
+contains out.txt 'label=-x'
 "$MFLOW" run p.yaml --label y --param size=9 -q > out.txt
 contains out.txt 'size=9 lr=0.1 debug=false label=y'
 

@@ -51,7 +51,7 @@ test ! -e errors
 
 # a step that can never fit is refused up front, naming the flag to use.
 expect_code 4 "$MFLOW" run flow.yaml --local-cpus 64 --local-memory 100000 --local-gpus 0 2> err.txt
-contains err.txt "asks for 1 GPUs but this machine has 0"
+contains err.txt "asks for 1 GPU(s) but this machine has 0"
 contains err.txt "--with kubernetes"
 test ! -e observed || test "$(wc -l < observed)" = 8
 
