@@ -17,12 +17,14 @@ namespace {
 // Written by the handler, read anywhere: lock-free atomics are async-signal-safe.
 std::atomic<int> g_fd{-1};
 std::atomic<int> g_signal{0};
+std::atomic<int> g_count{0};  // SIGINT/SIGTERM received so far
 static_assert(std::atomic<int>::is_always_lock_free);
 
 extern "C" void on_interrupt(int sig) {
   int saved_errno = errno;
   int expected = 0;
   g_signal.compare_exchange_strong(expected, sig);
+  g_count.fetch_add(1);
   uint64_t one = 1;
   int fd = g_fd.load();
   // The result is deliberately ignored: the eventfd counter cannot overflow in practice and
@@ -62,6 +64,8 @@ bool interrupted() { return g_signal.load() != 0; }
 
 int interrupt_signal() { return g_signal.load(); }
 
+int interrupt_count() { return g_count.load(); }
+
 void acknowledge_interrupt() {
   int fd = g_fd.load();
   if (fd < 0) return;
@@ -73,6 +77,7 @@ void acknowledge_interrupt() {
 void reset_interrupt_for_testing() {
   acknowledge_interrupt();
   g_signal.store(0);
+  g_count.store(0);
 }
 
 }  // namespace mflow::base

@@ -23,6 +23,9 @@ bool interrupted();
 /// The first interrupting signal (SIGINT or SIGTERM), 0 if none arrived.
 int interrupt_signal();
 
+/// How many SIGINT/SIGTERM arrived (a second Ctrl-C means "stop now, no grace").
+int interrupt_count();
+
 /// Drains interrupt_fd() so a poll loop that already reacted does not spin on it. A later
 /// signal makes it readable again.
 void acknowledge_interrupt();

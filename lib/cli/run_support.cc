@@ -707,6 +707,7 @@ base::ExitCode execute_flow_once(const std::string& flow_path, const RunFlags& f
   if (!exe_ec) options.local_env["MFLOW_BIN"] = exe.string();
   options.interrupted = [] { return base::interrupted(); };
   options.acknowledge_interrupt = [] { base::acknowledge_interrupt(); };
+  options.interrupt_count = [] { return base::interrupt_count(); };
 
   // Phase 5: run, then record the outcome.
   runtime::Scheduler scheduler(*graph, store.value(), run.value(), local, kubernetes.get(),

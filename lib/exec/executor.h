@@ -97,6 +97,9 @@ class Executor {
   /// Stops every running attempt (process groups: SIGTERM, then SIGKILL after a grace;
   /// Jobs: deleted with propagation). Their completions arrive through wait() as kCancelled.
   virtual void cancel_all() = 0;
+  /// After cancel_all(), for a second Ctrl-C: what is still stopping is killed now, without
+  /// waiting out the grace. Executors whose cancel is already final need do nothing.
+  virtual void kill_all() {}
 };
 
 }  // namespace mflow::exec

@@ -206,14 +206,19 @@ void LocalExecutor::poll(std::vector<Completion>* out) {
   collect(finished, out);
 }
 
-void LocalExecutor::cancel_all() {
-  auto now = Clock::now();
+void LocalExecutor::cancel_all() { stop_all_by(Clock::now() + options_.kill_grace); }
+
+void LocalExecutor::kill_all() { stop_all_by(Clock::now()); }
+
+void LocalExecutor::stop_all_by(Clock::time_point kill_at) {
   for (auto& [tag, a] : attempts_) {
     if (!a->forced) {
       a->forced = Outcome::kCancelled;
       a->forced_reason = "cancelled by mflow";
     }
-    a->proc->stop(now + options_.kill_grace);  // no-op for one already stopping
+    // SIGTERM now for a group not yet stopping; for one already stopping, only an earlier
+    // SIGKILL (a second Ctrl-C) changes anything.
+    a->proc->stop(kill_at);
   }
 }
 

@@ -44,6 +44,7 @@ class LocalExecutor : public Executor {
   void poll(std::vector<Completion>* out) override;
   /// SIGTERM to every running group now, SIGKILL after kill_grace; completions say kCancelled.
   void cancel_all() override;
+  void kill_all() override;
 
   /// The reason text for an exit status: "exit code 3", "killed by signal 9 (SIGKILL)".
   static std::string describe_exit(int exit_code, int signal);
@@ -51,6 +52,8 @@ class LocalExecutor : public Executor {
  private:
   struct Attempt;
   void enforce_deadlines(Clock::time_point now);
+  /// cancel_all() and kill_all(): every attempt stopped, SIGKILL due at `kill_at`.
+  void stop_all_by(Clock::time_point kill_at);
   std::optional<Clock::time_point> next_internal_deadline() const;
   void collect(std::vector<std::unique_ptr<Subprocess>>& finished, std::vector<Completion>* out);
   Completion launch_failure(const TaskLaunch& launch, const std::string& why);

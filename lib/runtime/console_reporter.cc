@@ -42,9 +42,11 @@ void ConsoleReporter::on_output(const exec::TaskLaunch& task, int64_t pid, exec:
                                 std::string_view line) {
   std::string p = prefix(task, pid);
   std::lock_guard<std::mutex> lock(mu_);
-  // stderr lines of a task are marked so they stay distinguishable once interleaved.
-  fmt::print(out_, "{}{} {}\n", p, stream == exec::Stream::kStderr ? " stderr:" : "", line);
-  std::fflush(out_);
+  // A task's stderr goes to mflow's stderr (CI keeps the streams apart), its lines marked so
+  // they stay distinguishable where both streams end up in one terminal.
+  std::FILE* to = stream == exec::Stream::kStderr ? err_ : out_;
+  fmt::print(to, "{}{} {}\n", p, stream == exec::Stream::kStderr ? " stderr:" : "", line);
+  std::fflush(to);
 }
 
 void ConsoleReporter::run_started(const std::string& run_id, const std::string& flow,

@@ -123,7 +123,16 @@ RunSummary Scheduler::run() {
         reporter_.note(fmt::format("interrupted: stopping {} running task(s) (SIGTERM now, "
                                    "SIGKILL after --kill-grace)", attempts_in_flight_));
       }
+      interrupts_when_stopping_ = options_.interrupt_count();
       stop_everything();
+    } else if (interrupts_when_stopping_ >= 0 &&
+               options_.interrupt_count() > interrupts_when_stopping_) {
+      // A second Ctrl-C: the user does not want to wait out --kill-grace.
+      options_.acknowledge_interrupt();
+      interrupts_when_stopping_ = options_.interrupt_count();
+      reporter_.note("interrupted again: killing the remaining tasks now (SIGKILL)");
+      local_.kill_all();
+      if (kubernetes_) kubernetes_->kill_all();
     }
     finish_retry_delays(SysClock::now());
     if (!stopping_) start_ready_tasks();

@@ -48,6 +48,8 @@ struct SchedulerOptions {
   std::function<bool()> interrupted = [] { return false; };
   /// Called once after an interrupt was noticed (e.g. to drain the interrupt fd).
   std::function<void()> acknowledge_interrupt = [] {};
+  /// How many interrupts arrived; one more after the run started stopping kills at once.
+  std::function<int()> interrupt_count = [] { return 0; };
 };
 
 /// The environment variable that carries parameter `name` to tasks: MFLOW_PARAM_<NAME>, the
@@ -105,6 +107,7 @@ class Scheduler {
   std::unordered_map<std::string, std::unique_ptr<Active>> active_;  // by key
   std::deque<TaskIndex> waiting_for_resources_;
   size_t attempts_in_flight_ = 0;
+  int interrupts_when_stopping_ = -1;  // interrupt_count() when the first one was handled
   double cpu_in_use_ = 0;
   int64_t memory_in_use_ = 0;
   std::vector<bool> gpu_in_use_;

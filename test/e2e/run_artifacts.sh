@@ -36,7 +36,8 @@ YAML
 "$MFLOW" run flow.yaml --param greeting=howdy > out.txt 2> err.txt
 contains out.txt "both=10,20 greeting=howdy"
 grep -qE '^[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9:.]+ \[1/end/0 \(pid [0-9]+\)\] both=10,20' out.txt
-contains out.txt "stderr: this goes to stderr"
+contains err.txt "stderr: this goes to stderr"   # a task's stderr on mflow's stderr
+not grep -q "this goes to stderr" out.txt
 contains err.txt "run 1 of artifacts succeeded"
 
 # The logs are stored and shown per stream.

@@ -2,7 +2,8 @@
 # --kill-grace reaches every process of a stopped task, not only its process-group leader: a
 # Python child of a shell-string step that needs 1 s to flush on SIGTERM gets that second
 # although its `sh` dies at once, whether mflow is stopped by SIGTERM, the step times out, or
-# the child is a worker of a nested `mflow map`. A stop does not wait out the whole grace.
+# the child is a worker of a nested `mflow map`. A stop does not wait out the whole grace, and
+# a second Ctrl-C kills at once.
 . "$(dirname "$0")/common.inc"
 command -v python3 > /dev/null || skip "python3 not found"
 
@@ -63,3 +64,20 @@ kill -TERM $pid
 set +e; wait $pid; rc=$?; set -e
 test "$rc" = 130
 test "$(cat flushed)" = ok
+
+# A second Ctrl-C does not wait out the grace: a child that ignores SIGTERM is killed at once.
+stubborn="python3 -c 'import signal,time; signal.signal(signal.SIGTERM, signal.SIG_IGN); open(\"$T/ready\",\"w\").close(); time.sleep(120)'"
+write_flow stubborn.yaml "" "$stubborn"
+rm -f ready
+"$MFLOW" run stubborn.yaml --kill-grace 120 > out.txt 2> err.txt &
+pid=$!
+wait_ready
+kill -INT $pid
+for _ in $(seq 100); do grep -q "stopping 1 running task" err.txt && break; sleep 0.05; done
+contains err.txt "interrupted: stopping 1 running task(s)"
+kill -INT $pid
+for _ in $(seq 400); do alive $pid || break; sleep 0.05; done   # 20 s, far below the 120 s grace
+not alive $pid
+set +e; wait $pid; rc=$?; set -e
+test "$rc" = 130
+contains err.txt "interrupted again: killing the remaining tasks now"
