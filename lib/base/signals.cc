@@ -38,6 +38,13 @@ extern "C" void on_interrupt(int sig) {
 
 }  // namespace
 
+void ignore_broken_pipes() {
+  struct sigaction ign {};
+  ign.sa_handler = SIG_IGN;
+  sigemptyset(&ign.sa_mask);
+  ::sigaction(SIGPIPE, &ign, nullptr);
+}
+
 void install_interrupt_handlers() {
   static std::once_flag once;
   std::call_once(once, [] {
@@ -51,10 +58,7 @@ void install_interrupt_handlers() {
     sa.sa_flags = SA_RESTART;
     ::sigaction(SIGINT, &sa, nullptr);
     ::sigaction(SIGTERM, &sa, nullptr);
-    struct sigaction ign {};
-    ign.sa_handler = SIG_IGN;
-    sigemptyset(&ign.sa_mask);
-    ::sigaction(SIGPIPE, &ign, nullptr);
+    ignore_broken_pipes();
   });
 }
 

@@ -7,6 +7,11 @@
 
 namespace mflow::base {
 
+/// SIGPIPE ignored process-wide, so a write to a closed pipe or socket is an EPIPE error, not
+/// death. Network clients need it: OpenSSL writes to its socket with plain write(2), so a
+/// server that drops a TLS connection would otherwise kill the process. Idempotent.
+void ignore_broken_pipes();
+
 /// Installs the SIGINT/SIGTERM handlers and ignores SIGPIPE. Idempotent; call it once early in
 /// a command that runs children. Children spawned by exec::SubprocessSet get these signals
 /// reset to their defaults.

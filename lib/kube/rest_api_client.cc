@@ -17,6 +17,7 @@
 #include <cpprest/uri_builder.h>
 #include <fmt/core.h>
 
+#include "base/signals.h"
 #include "base/strings.h"
 #include "kube/credentials.h"
 
@@ -556,6 +557,9 @@ RestApiClient::RestApiClient(std::unique_ptr<Impl> impl) : impl_(std::move(impl)
 RestApiClient::~RestApiClient() = default;
 
 Result<std::unique_ptr<RestApiClient>> RestApiClient::create(Config config, RestOptions options) {
+  // OpenSSL writes with write(2): a server closing a TLS connection must give EPIPE, not
+  // SIGPIPE (which killed a test process and could kill mflow before its handlers exist).
+  base::ignore_broken_pipes();
   if (config.server.empty()) return Status::invalid(fmt::format("{}: no server URL", config.source));
   if (!config.ca_pem.empty()) {
     MFLOW_RETURN_IF_ERROR(check_pem_certs(config.ca_pem, config.ca_where));
