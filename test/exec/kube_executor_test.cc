@@ -120,6 +120,16 @@ struct Fixture {
     return done.size() >= n;
   }
 
+  /// The Jobs deleted so far, once there are at least `n` (or after 5 s of real time): the
+  /// executor posts a completion before it sends the DELETE, so the two race.
+  std::vector<std::string> deleted_jobs_eventually(size_t n) {
+    auto until = exec::Clock::now() + 5s;
+    while (api.deleted_jobs().size() < n && exec::Clock::now() < until) {
+      std::this_thread::sleep_for(5ms);
+    }
+    return api.deleted_jobs();
+  }
+
   /// Nothing completes within `d` of real time.
   bool quiet_for(std::chrono::milliseconds d) {
     size_t before = done.size();
@@ -217,7 +227,7 @@ TEST_CASE_METHOD(Fixture, "kube: an unschedulable pod fails after the pending gr
   REQUIRE(await(1));
   CHECK(done[0].outcome == exec::Outcome::kUnschedulable);
   CHECK(done[0].reason.find("\"0/3 nodes are available: 3 Insufficient nvidia.com/gpu.\"") != std::string::npos);
-  CHECK(api.deleted_jobs() == std::vector<std::string>{job});
+  CHECK(deleted_jobs_eventually(1) == std::vector<std::string>{job});
 }
 
 TEST_CASE_METHOD(Fixture, "kube: a pod that becomes schedulable again is not failed", "[kube]") {
@@ -250,7 +260,7 @@ TEST_CASE_METHOD(Fixture, "kube: ImagePullBackOff fails after the image-pull gra
   CHECK(done[0].outcome == exec::Outcome::kImagePull);
   CHECK(done[0].reason.find("mflow:test") != std::string::npos);
   CHECK(done[0].reason.find("ImagePullBackOff") != std::string::npos);
-  CHECK(api.deleted_jobs() == std::vector<std::string>{job});
+  CHECK(deleted_jobs_eventually(1) == std::vector<std::string>{job});
 }
 
 TEST_CASE_METHOD(Fixture, "kube: an invalid image name fails at once", "[kube]") {
@@ -410,7 +420,7 @@ TEST_CASE_METHOD(Fixture, "kube: cancel_all deletes every Job of the run", "[kub
   executor->cancel_all();
   REQUIRE(await(2));
   for (const auto& d : done) CHECK(d.outcome == exec::Outcome::kCancelled);
-  auto deleted = api.deleted_jobs();
+  auto deleted = deleted_jobs_eventually(3);
   std::sort(deleted.begin(), deleted.end());
   std::vector<std::string> expected = {ja, jb, stray_name};
   std::sort(expected.begin(), expected.end());
