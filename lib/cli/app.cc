@@ -52,8 +52,9 @@ base::ExitCode run_main(int argc, char** argv) {
     if (!args[i].empty() && args[i][0] == '-') continue;
     unknown_command = args[i];
     for (const auto& command : commands) {
-      if (command.app->check_name(args[i])) command_name = " " + command.app->get_name();
-      if (command.param_flags && command.app->check_name(args[i])) {
+      if (!command.app->check_name(args[i])) continue;
+      command_name = " " + command.app->get_name();
+      if (command.param_flags) {
         *command.param_flags = take_param_flags(*command.app, args, i + 1);
         set_aside = command.param_flags;
       }

@@ -15,6 +15,7 @@
 
 #include <fmt/core.h>
 
+#include "base/file_util.h"
 #include "base/strings.h"
 #include "base/unique_fd.h"
 #include "cli/command.h"
@@ -45,25 +46,12 @@ bool copy_file(const std::string& path, int out_fd) {
     ssize_t n = ::read(in.get(), buf, sizeof buf);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) return n == 0;
-    ssize_t off = 0;
-    while (off < n) {
-      ssize_t w = ::write(out_fd, buf + off, static_cast<size_t>(n - off));
-      if (w < 0 && errno == EINTR) continue;
-      if (w < 0) return false;
-      off += w;
-    }
+    if (!base::write_all(out_fd, buf, static_cast<size_t>(n), "output").ok()) return false;
   }
 }
 
-bool write_all(int fd, const std::string& text) {
-  size_t off = 0;
-  while (off < text.size()) {
-    ssize_t w = ::write(fd, text.data() + off, text.size() - off);
-    if (w < 0 && errno == EINTR) continue;
-    if (w < 0) return false;
-    off += static_cast<size_t>(w);
-  }
-  return true;
+bool write_text(int fd, const std::string& text) {
+  return base::write_all(fd, text.data(), text.size(), "output").ok();
 }
 
 bool non_empty_file(const std::string& path) {
@@ -259,12 +247,12 @@ ExitCode run_logs(const LogsOptions& options) {
     }
     bool ok = true;
     if (!options.only_stderr) {
-      ok &= write_all(1, header) && copy_file(out_log, 1);
+      ok &= write_text(1, header) && copy_file(out_log, 1);
     }
     if (!options.only_stdout) {
       // With both streams, stdout already lists every task: stderr gets the header only
       // before output, so a terminal showing both does not repeat it for silent tasks.
-      if (options.only_stderr || non_empty_file(err_log)) ok &= write_all(2, header);
+      if (options.only_stderr || non_empty_file(err_log)) ok &= write_text(2, header);
       ok &= copy_file(err_log, 2);
     }
     if (!ok) {

@@ -179,6 +179,13 @@ std::vector<std::string> take_param_flags(const CLI::App& app, std::vector<std::
 
 namespace {
 
+const spec::Parameter* find_parameter(const spec::Flow& flow, const std::string& name) {
+  for (const auto& p : flow.parameters) {
+    if (p.name == name) return &p;
+  }
+  return nullptr;
+}
+
 // A flag as typed, cut for messages: a json value can be megabytes.
 std::string shorten(std::string text) {
   constexpr size_t kMax = 80;
@@ -220,10 +227,7 @@ base::Result<std::vector<ParamAssignment>> parse_param_flags(
     size_t eq = t.find('=');
     a.name = t.substr(2, eq == std::string::npos ? std::string::npos : eq - 2);
     std::replace(a.name.begin(), a.name.end(), '-', '_');
-    const spec::Parameter* decl = nullptr;
-    for (const auto& p : flow.parameters) {
-      if (p.name == a.name) decl = &p;
-    }
+    const spec::Parameter* decl = find_parameter(flow, a.name);
     bool has_value = eq != std::string::npos;
     if (has_value) a.value = t.substr(eq + 1);
     bool next_is_value = !has_value && i + 1 < tokens.size() && tokens[i + 1].rfind("--", 0) != 0;
@@ -261,8 +265,7 @@ base::Result<std::map<std::string, std::string>> resolve_params(
           fmt::format("--param '{}': expected NAME=VALUE, e.g. --param size=100", a));
     }
     all.push_back({a.substr(0, eq), a.substr(eq + 1), shorten("--param " + a)});
-    bool declared = std::find(names.begin(), names.end(), all.back().name) != names.end();
-    if (!declared) {
+    if (!find_parameter(flow, all.back().name)) {
       return base::Status::invalid(
           no_such_parameter(flow, all.back().where, all.back().name, names, {}));
     }
@@ -278,10 +281,7 @@ base::Result<std::map<std::string, std::string>> resolve_params(
       return base::Status::invalid(fmt::format(
           "parameter '{}' is given twice ({} and {}); give it once", a.name, w->second, a.where));
     }
-    const spec::Parameter* decl = nullptr;
-    for (const auto& p : flow.parameters) {
-      if (p.name == a.name) decl = &p;
-    }
+    const spec::Parameter* decl = find_parameter(flow, a.name);
     auto v = canonical_value(*decl, a.value, a.where);
     if (!v.ok()) return v.status();
     given[a.name] = v.value();

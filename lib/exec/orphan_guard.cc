@@ -16,6 +16,8 @@
 
 #include <fmt/core.h>
 
+#include "exec/subprocess.h"
+
 extern char** environ;
 
 namespace mflow::exec {
@@ -119,11 +121,10 @@ int run_orphan_guard(int fd, std::chrono::milliseconds grace) {
   (void)!::write(2, message.data(), message.size());
   for (pid_t g : groups) ::kill(-g, SIGTERM);
   auto deadline = std::chrono::steady_clock::now() + grace;
+  std::sort(groups.begin(), groups.end());
   while (!groups.empty() && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    groups.erase(std::remove_if(groups.begin(), groups.end(),
-                                [](pid_t g) { return ::kill(-g, 0) != 0 && errno == ESRCH; }),
-                 groups.end());
+    groups = live_groups(groups);  // zombies left to an init that never reaps do not count
   }
   for (pid_t g : groups) ::kill(-g, SIGKILL);
   return 0;

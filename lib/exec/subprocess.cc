@@ -80,9 +80,26 @@ int open_pidfd(pid_t pid) {
   return -1;
 }
 
-// Which of `pgids` (sorted) still have a live process: one pass over /proc. Zombies do not
-// count; a held leader is one. Without a readable /proc every group counts as live, so a
-// stopping task then keeps its whole grace rather than losing it.
+
+// RAII wrappers so every error path below destroys what it initialised.
+struct FileActions {
+  posix_spawn_file_actions_t fa;
+  FileActions() { posix_spawn_file_actions_init(&fa); }
+  ~FileActions() { posix_spawn_file_actions_destroy(&fa); }
+};
+struct SpawnAttr {
+  posix_spawnattr_t attr;
+  SpawnAttr() { posix_spawnattr_init(&attr); }
+  ~SpawnAttr() { posix_spawnattr_destroy(&attr); }
+};
+
+// Signals whose disposition mflow changes (handled or ignored) or that a child must not inherit
+// as ignored: reset to default in every child.
+constexpr int kResetSignals[] = {SIGPIPE, SIGINT,  SIGTERM, SIGHUP,  SIGQUIT, SIGCHLD,
+                                 SIGUSR1, SIGUSR2, SIGALRM, SIGTSTP, SIGTTIN, SIGTTOU};
+
+}  // namespace
+
 std::vector<pid_t> live_groups(const std::vector<pid_t>& pgids) {
   DIR* proc = ::opendir("/proc");
   if (!proc) return pgids;
@@ -113,27 +130,9 @@ std::vector<pid_t> live_groups(const std::vector<pid_t>& pgids) {
     }
   }
   ::closedir(proc);
+  std::sort(live.begin(), live.end());
   return live;
 }
-
-// RAII wrappers so every error path below destroys what it initialised.
-struct FileActions {
-  posix_spawn_file_actions_t fa;
-  FileActions() { posix_spawn_file_actions_init(&fa); }
-  ~FileActions() { posix_spawn_file_actions_destroy(&fa); }
-};
-struct SpawnAttr {
-  posix_spawnattr_t attr;
-  SpawnAttr() { posix_spawnattr_init(&attr); }
-  ~SpawnAttr() { posix_spawnattr_destroy(&attr); }
-};
-
-// Signals whose disposition mflow changes (handled or ignored) or that a child must not inherit
-// as ignored: reset to default in every child.
-constexpr int kResetSignals[] = {SIGPIPE, SIGINT,  SIGTERM, SIGHUP,  SIGQUIT, SIGCHLD,
-                                 SIGUSR1, SIGUSR2, SIGALRM, SIGTSTP, SIGTTIN, SIGTTOU};
-
-}  // namespace
 
 // ---------------------------------------------------------------------------------------------
 // Subprocess

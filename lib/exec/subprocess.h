@@ -25,6 +25,11 @@
 
 namespace mflow::exec {
 
+/// Which of `pgids` (sorted) still have a live process, sorted: one pass over /proc. Zombies do not
+/// count (a held leader is one). Without a readable /proc every group counts as live, so a
+/// stopping task keeps its whole grace rather than losing it.
+std::vector<pid_t> live_groups(const std::vector<pid_t>& pgids);
+
 /// Where one output stream (stdout or stderr) of a child goes.
 struct OutputSpec {
   enum class Kind {
