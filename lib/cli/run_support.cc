@@ -341,7 +341,8 @@ ExitCode write_summary_json(const std::string& path, const runtime::RunSummary& 
 // `--dry-run`: the Job of each Kubernetes step's first task, as `kubectl apply -f -` takes
 // it. Foreach bodies get one such Job per element at run time.
 ExitCode print_manifests(const graph::Graph& graph, const runtime::SchedulerOptions& options,
-                         const exec::KubeDefaults& defaults, const std::string& root) {
+                         const exec::KubeDefaults& defaults, const std::string& root,
+                         const std::string& datastore_id) {
   bool first = true;
   for (const auto& node : graph.nodes()) {
     if (!options.on_kubernetes[node.index]) continue;
@@ -362,6 +363,7 @@ ExitCode print_manifests(const graph::Graph& graph, const runtime::SchedulerOpti
       return ExitCode::kUsage;
     }
     exec::JobRequest request;
+    request.datastore_id = datastore_id;
     request.flow = graph.flow().name;
     request.datastore_root = root;
     request.launch = &launch;
@@ -593,7 +595,11 @@ base::ExitCode execute_flow_once(const std::string& flow_path, const RunFlags& f
       return ExitCode::kUsage;
     }
   }
-  if (flags.dry_run) return print_manifests(*graph, options, kube_defaults, root);
+  if (flags.dry_run) {
+    // A dry run creates nothing, not even the identity of a datastore that has none yet.
+    auto id = store.ok() ? store->existing_identity() : base::Result<std::string>("dry-run");
+    return print_manifests(*graph, options, kube_defaults, root, id.ok() ? id.value() : "dry-run");
+  }
 
   // The Kubernetes API is checked before the run exists: a bad kubeconfig, CA or token must
   // not leave a run behind that reads as crashed.
@@ -626,7 +632,8 @@ base::ExitCode execute_flow_once(const std::string& flow_path, const RunFlags& f
       if (task.ok()) namespaces.insert(task->namespace_name);
     }
     for (const auto& ns : namespaces) {
-      auto listed = api->list(kube::Resource::kJobs, ns, exec::run_label_selector("preflight"));
+      auto listed = api->list(kube::Resource::kJobs, ns,
+                              exec::run_label_selector("preflight", "preflight"));
       if (!listed.ok()) {
         std::cerr << "mflow: error: " << listed.error.message << "\n";
         return ExitCode::kKubernetes;
@@ -641,6 +648,12 @@ base::ExitCode execute_flow_once(const std::string& flow_path, const RunFlags& f
       print_status_error(store.status());
       return ExitCode::kEnvironment;
     }
+  }
+  // A datastore from before identities gets its identity now, before any Job names it.
+  auto datastore_id = store->identity();
+  if (!datastore_id.ok()) {
+    print_status_error(datastore_id.status());
+    return ExitCode::kEnvironment;
   }
   store::RunInfo info;
   info.flow = graph->flow().name;
@@ -683,6 +696,7 @@ base::ExitCode execute_flow_once(const std::string& flow_path, const RunFlags& f
   std::unique_ptr<exec::KubeExecutor> kubernetes;
   if (any_kubernetes) {
     exec::KubeExecutorOptions kube_options;
+    kube_options.datastore_id = datastore_id.value();
     kube_options.flow = graph->flow().name;
     kube_options.datastore_root = root;
     kube_options.defaults = kube_defaults;

@@ -69,11 +69,13 @@ std::string rewrite_path(const std::string& value, const std::string& root,
   return value;
 }
 
-json labels_for(const std::string& flow, const TaskLaunch& l,
-                const std::map<std::string, std::string>& user) {
+json labels_for(const JobRequest& r, const std::map<std::string, std::string>& user) {
+  const TaskLaunch& l = *r.launch;
+  const std::string& flow = r.flow;
   json labels = json::object();
   for (const auto& [k, v] : user) labels[k] = v;
   labels[kLabelManagedBy] = "mflow";
+  labels[kLabelDatastore] = label_value(r.datastore_id);
   labels[kLabelFlow] = label_value(flow);
   labels[kLabelRun] = label_value(l.run_id);
   labels[kLabelStep] = label_value(l.step);
@@ -82,10 +84,12 @@ json labels_for(const std::string& flow, const TaskLaunch& l,
   return labels;
 }
 
-json annotations_for(const std::string& flow, const TaskLaunch& l,
-                     const std::map<std::string, std::string>& user) {
+json annotations_for(const JobRequest& r, const std::map<std::string, std::string>& user) {
+  const TaskLaunch& l = *r.launch;
+  const std::string& flow = r.flow;
   json a = json::object();
   for (const auto& [k, v] : user) a[k] = v;
+  a[kAnnotationDatastore] = r.datastore_id;
   a[kAnnotationFlow] = flow;
   a[kAnnotationRun] = l.run_id;
   a[kAnnotationStep] = l.step;
@@ -182,10 +186,12 @@ void emit_seq(const json& seq, size_t indent, std::string& out) {
 
 }  // namespace
 
-std::string job_name(const std::string& flow, const std::string& run_id, const std::string& step,
+std::string job_name(const std::string& datastore_id, const std::string& flow,
+                     const std::string& run_id, const std::string& step,
                      const std::string& task_id, int attempt) {
-  std::string hash = short_hash(
-      fmt::format("{}\n{}\n{}\n{}\n{}", flow, run_id, step, task_id, attempt), 8);
+  std::string hash = short_hash(fmt::format("{}\n{}\n{}\n{}\n{}\n{}", datastore_id, flow, run_id,
+                                            step, task_id, attempt),
+                                8);
   std::string tail = trim_dashes(dns_chars(fmt::format("{}-{}-{}", run_id, task_id, attempt)));
   std::string f = trim_dashes(dns_chars(flow));
   std::string s = trim_dashes(dns_chars(step));
@@ -223,8 +229,9 @@ std::string label_value(std::string_view text) {
   return clean.empty() ? hash : clean + "-" + hash;
 }
 
-std::string run_label_selector(const std::string& run_id) {
-  return fmt::format("{}={}", kLabelRun, label_value(run_id));
+std::string run_label_selector(const std::string& datastore_id, const std::string& run_id) {
+  return fmt::format("{}={},{}={}", kLabelDatastore, label_value(datastore_id), kLabelRun,
+                     label_value(run_id));
 }
 
 std::vector<std::string> task_argv(const TaskLaunch& launch, const std::string& mount_path) {
@@ -244,9 +251,9 @@ json build_job(const JobRequest& r) {
   MFLOW_CHECK(r.launch != nullptr && r.task != nullptr, "build_job without launch or task");
   const TaskLaunch& l = *r.launch;
   const KubeTaskSpec& t = *r.task;
-  std::string name = job_name(r.flow, l.run_id, l.step, l.task_id, l.attempt);
-  json labels = labels_for(r.flow, l, t.labels);
-  json annotations = annotations_for(r.flow, l, t.annotations);
+  std::string name = job_name(r.datastore_id, r.flow, l.run_id, l.step, l.task_id, l.attempt);
+  json labels = labels_for(r, t.labels);
+  json annotations = annotations_for(r, t.annotations);
 
   json requests = {{"cpu", format_cpu(t.cpu)},
                    {"memory", fmt::format("{}Mi", t.memory_mb)},

@@ -35,12 +35,16 @@
 namespace mflow::exec {
 
 inline constexpr const char* kLabelManagedBy = "app.kubernetes.io/managed-by";
+/// The datastore identity (store::Datastore::identity): run ids restart at 1 in every
+/// datastore, so the run label alone does not tell two datastores' runs apart.
+inline constexpr const char* kLabelDatastore = "mflow.dev/datastore";
 inline constexpr const char* kLabelFlow = "mflow.dev/flow";
 inline constexpr const char* kLabelRun = "mflow.dev/run";
 inline constexpr const char* kLabelStep = "mflow.dev/step";
 inline constexpr const char* kLabelTask = "mflow.dev/task";
 inline constexpr const char* kLabelAttempt = "mflow.dev/attempt";
 /// Annotations with the untruncated names (labels may be shortened to 63 characters).
+inline constexpr const char* kAnnotationDatastore = "mflow.dev/datastore-id";
 inline constexpr const char* kAnnotationFlow = "mflow.dev/flow-name";
 inline constexpr const char* kAnnotationRun = "mflow.dev/run-id";
 inline constexpr const char* kAnnotationStep = "mflow.dev/step-name";
@@ -52,9 +56,11 @@ inline constexpr const char* kDatastoreVolume = "mflow-datastore";
 /// The Job name of one attempt: `mflow-<flow>-<step>-<run>-<task>-<attempt>-<hash8>`, lower-
 /// cased, every character outside [a-z0-9-] replaced by '-', flow and step shortened as
 /// needed so the whole is a DNS-1123 label of at most 63 characters. The 8 hex digits hash
-/// the unmodified names, so two attempts never share a name however their names sanitize;
-/// the same attempt always gets the same name (which makes create idempotent).
-std::string job_name(const std::string& flow, const std::string& run_id, const std::string& step,
+/// the datastore identity and the unmodified names, so two attempts never share a name
+/// however their names sanitize, and the same run id in another datastore gives another
+/// name; the same attempt always gets the same name (which makes create idempotent).
+std::string job_name(const std::string& datastore_id, const std::string& flow,
+                     const std::string& run_id, const std::string& step,
                      const std::string& task_id, int attempt);
 
 /// `text` as a valid label value: unchanged when already valid, else sanitized to
@@ -62,13 +68,15 @@ std::string job_name(const std::string& flow, const std::string& run_id, const s
 /// original (so distinct inputs stay distinct), at most 63 characters.
 std::string label_value(std::string_view text);
 
-/// The label selector matching every Job and pod of a run: `mflow.dev/run=<run>`.
-std::string run_label_selector(const std::string& run_id);
+/// The label selector matching every Job and pod of one run of one datastore:
+/// `mflow.dev/datastore=<id>,mflow.dev/run=<run>`.
+std::string run_label_selector(const std::string& datastore_id, const std::string& run_id);
 
 /// The container's argv (see the pod contract above).
 std::vector<std::string> task_argv(const TaskLaunch& launch, const std::string& mount_path);
 
 struct JobRequest {
+  std::string datastore_id;    // store::Datastore::identity (labels, annotations, Job name)
   std::string flow;            // flow name (labels, Job name)
   std::string datastore_root;  // the orchestrator's datastore root (rewritten to mount_path)
   const TaskLaunch* launch = nullptr;

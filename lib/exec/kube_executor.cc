@@ -216,7 +216,8 @@ base::Result<json> KubeExecutor::manifest_for(const TaskLaunch& launch) const {
   auto task = resolve_kube_task(*step, options_.defaults, options_.datastore_root);
   if (!task.ok()) return task.status();
   if (launch.timeout) task->timeout = *launch.timeout;
-  return build_job({options_.flow, options_.datastore_root, &launch, &task.value()});
+  return build_job(
+      {options_.datastore_id, options_.flow, options_.datastore_root, &launch, &task.value()});
 }
 
 base::Status KubeExecutor::start(const TaskLaunch& launch) {
@@ -230,7 +231,8 @@ base::Status KubeExecutor::start(const TaskLaunch& launch) {
   auto task = resolve_kube_task(*step, options_.defaults, options_.datastore_root);
   if (!task.ok()) return task.status();
   if (launch.timeout) task->timeout = *launch.timeout;
-  json job = build_job({options_.flow, options_.datastore_root, &launch, &task.value()});
+  json job = build_job(
+      {options_.datastore_id, options_.flow, options_.datastore_root, &launch, &task.value()});
 
   auto a = std::make_shared<Attempt>();
   a->launch = launch;
@@ -239,7 +241,7 @@ base::Status KubeExecutor::start(const TaskLaunch& launch) {
   a->name = job["metadata"]["name"].get<std::string>();
   a->created = options_.now();
   a->started_wall = Clock::now();
-  if (selector_.empty()) selector_ = run_label_selector(launch.run_id);
+  if (selector_.empty()) selector_ = run_label_selector(options_.datastore_id, launch.run_id);
 
   // Register before creating, so the watch never sees the Job before its attempt.
   {
@@ -265,7 +267,8 @@ base::Status KubeExecutor::start(const TaskLaunch& launch) {
     auto got = api_.get_job(a->ns, a->name);
     if (!got.ok()) return false;
     const json& ann = at(at(*got.value, "metadata"), "annotations");
-    return str(ann, kAnnotationRun) == launch.run_id && str(ann, kAnnotationKey) == launch.key;
+    return str(ann, kAnnotationDatastore) == options_.datastore_id &&
+           str(ann, kAnnotationRun) == launch.run_id && str(ann, kAnnotationKey) == launch.key;
   };
 
   auto created = api_.create_job(a->ns, job);
@@ -283,7 +286,8 @@ base::Status KubeExecutor::start(const TaskLaunch& launch) {
   if (e.reason == "AlreadyExists") {
     return base::Status::conflict(fmt::format(
         "cannot create Job {}/{} for {} attempt {}: a Job of that name already exists and "
-        "belongs to another run or task; remove it with `kubectl delete job -n {} {}`",
+        "belongs to another datastore, run or task; remove it with `kubectl delete job -n {} "
+        "{}`",
         a->ns, a->name, launch.key, launch.attempt, a->ns, a->name));
   }
   return base::Status::unavailable(fmt::format("cannot create Job {}/{} for {}: {}", a->ns,

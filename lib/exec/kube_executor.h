@@ -31,6 +31,9 @@
 namespace mflow::exec {
 
 struct KubeExecutorOptions {
+  /// The datastore's identity: in every Job's name, labels and annotations, and in every
+  /// selector, so that no run sees, adopts or deletes another datastore's Jobs.
+  std::string datastore_id;
   std::string flow;            // flow name: Job names and labels
   std::string datastore_root;  // the orchestrator's datastore root (absolute)
   KubeDefaults defaults;       // environment + --with kubernetes:...
@@ -73,8 +76,8 @@ class KubeExecutor : public Executor {
   KubeExecutor& operator=(const KubeExecutor&) = delete;
 
   /// Creates the attempt's Job. On AlreadyExists it adopts the existing Job when its
-  /// annotations name the same run and task key (a create whose response was lost), else
-  /// fails. Errors: no PVC configured, API refusal (the message names the Job/namespace).
+  /// annotations name the same datastore, run and task key (a create whose response was
+  /// lost), else fails. Errors: no PVC configured, API refusal (the message names the Job/namespace).
   base::Status start(const TaskLaunch& launch) override;
   size_t running() const override { return outstanding_; }
   void wait(std::optional<Clock::time_point> deadline, std::vector<Completion>* out) override;

@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -292,7 +293,8 @@ Result<Datastore> Datastore::open(const std::string& root_arg, bool create) {
     auto names = list_dir(root);
     if (!names.ok()) return names.status();
     bool foreign = std::any_of(names->begin(), names->end(), [](const std::string& n) {
-      return n.rfind(".FORMAT.", 0) != 0 && n != "runs" && n != "objects";
+      return n.rfind(".FORMAT.", 0) != 0 && n.rfind(".ID.", 0) != 0 && n != "runs" &&
+             n != "objects" && n != layout::kIdentityFile;
     });
     if (!foreign || exists(format_path)) {
       static std::atomic<unsigned> counter{0};
@@ -332,11 +334,59 @@ Result<Datastore> Datastore::open(const std::string& root_arg, bool create) {
     return Status::invalid(
         fmt::format("{}: format version {} does not exist", format_path, version.value()));
   }
+  Datastore store(root);
   if (create) {
     MFLOW_RETURN_IF_ERROR(base::make_dirs(layout::runs_dir(root)));
     MFLOW_RETURN_IF_ERROR(base::make_dirs(layout::object_tmp_dir(root)));
+    MFLOW_RETURN_IF_ERROR(store.identity().status());
   }
-  return Datastore(root);
+  return store;
+}
+
+Result<std::string> Datastore::existing_identity() const {
+  const std::string path = layout::identity_file(root_);
+  auto text = base::read_file(path);
+  if (!text.ok()) return text.status();
+  std::string_view id = text.value();
+  if (!id.empty() && id.back() == '\n') id.remove_suffix(1);
+  if (!layout::is_datastore_id(id)) {
+    return Status::invalid(fmt::format(
+        "{}: not a datastore identity (expected 32 lowercase hex digits); it was changed "
+        "outside mflow. Restore it, or delete it to give the datastore a new identity (mflow "
+        "then no longer recognises the Kubernetes Jobs of its earlier runs)",
+        path));
+  }
+  return std::string(id);
+}
+
+Result<std::string> Datastore::identity() const {
+  auto existing = existing_identity();
+  if (existing.ok() || exists(layout::identity_file(root_))) return existing;
+  // 128 random bits: two datastores never share an identity, whoever created them.
+  unsigned char bytes[16];
+  size_t got = 0;
+  while (got < sizeof bytes) {
+    ssize_t n = ::getrandom(bytes + got, sizeof bytes - got, 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return Status::from_errno("getrandom", errno);
+    }
+    got += static_cast<size_t>(n);
+  }
+  std::string id;
+  for (unsigned char b : bytes) id += fmt::format("{:02x}", b);
+  // Publish with link(2), which fails when ID exists: of concurrent first users exactly one
+  // wins, and every one of them reads the winner back. (An object store does the same with
+  // a conditional put, If-None-Match: *.)
+  static std::atomic<unsigned> counter{0};
+  const std::string path = layout::identity_file(root_);
+  std::string tmp = fmt::format("{}/.ID.{}.{}.tmp", root_, ::getpid(), counter++);
+  MFLOW_RETURN_IF_ERROR(base::write_file_atomic(tmp, id + "\n", /*durable=*/true));
+  int rc = ::link(tmp.c_str(), path.c_str());
+  int err = errno;
+  ::unlink(tmp.c_str());
+  if (rc != 0 && err != EEXIST) return Status::from_errno(path, err);
+  return existing_identity();
 }
 
 // ---- runs -------------------------------------------------------------------------------

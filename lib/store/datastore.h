@@ -102,6 +102,16 @@ class Datastore {
 
   const std::string& root() const { return root_; }
 
+  /// The datastore's identity (<root>/ID, 32 hex digits): unique per datastore, so that
+  /// things outside it that name its runs (Kubernetes Jobs) are never confused with those
+  /// of another datastore whose run ids are the same numbers. Created with the datastore;
+  /// a datastore from before identities gets one here on first use. Creation publishes a
+  /// complete temp file with link(2), which never replaces, and reads back the winner, so
+  /// concurrent first users agree. Errors: unwritable root, a damaged ID file (named).
+  base::Result<std::string> identity() const;
+  /// The identity if the datastore has one; never creates it (for --dry-run).
+  base::Result<std::string> existing_identity() const;
+
   // --- runs -------------------------------------------------------------------------
   /// Allocates the next run id, creates its directory, writes run.json and takes its lock.
   base::Result<RunInfo> create_run(RunInfo info, RunLock* lock);

@@ -6,6 +6,10 @@ namespace mflow::store::layout {
 
 std::string format_file(const std::string& root) { return fmt::format("{}/{}", root, kFormatFile); }
 
+std::string identity_file(const std::string& root) {
+  return fmt::format("{}/{}", root, kIdentityFile);
+}
+
 std::string objects_dir(const std::string& root) { return root + "/objects"; }
 
 std::string object_tmp_dir(const std::string& root) { return root + "/objects/tmp"; }
@@ -80,13 +84,21 @@ bool is_run_id(std::string_view name) {
   return true;
 }
 
-bool is_sha256(std::string_view name) {
-  if (name.size() != 64) return false;
-  for (char c : name) {
+namespace {
+
+bool is_lower_hex(std::string_view text, size_t length) {
+  if (text.size() != length) return false;
+  for (char c : text) {
     if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
   }
   return true;
 }
+
+}  // namespace
+
+bool is_datastore_id(std::string_view text) { return is_lower_hex(text, 32); }
+
+bool is_sha256(std::string_view name) { return is_lower_hex(name, 64); }
 
 bool valid_component(std::string_view name) {
   if (name.empty() || name.size() > 255 || name[0] == '.') return false;

@@ -13,12 +13,17 @@ namespace mflow::store::layout {
 inline constexpr std::string_view kFormatFile = "FORMAT";
 /// First word of the FORMAT file; the version number follows after one space.
 inline constexpr std::string_view kFormatMagic = "mflow-datastore";
+/// The datastore's identity: 32 lowercase hex digits and a newline (docs/datastore.md).
+inline constexpr std::string_view kIdentityFile = "ID";
 inline constexpr std::string_view kRunFile = "run.json";
 inline constexpr std::string_view kLockFile = "lock";
 inline constexpr std::string_view kTaskFile = "task.json";
 
 /// <root>/FORMAT
 std::string format_file(const std::string& root);
+
+/// <root>/ID
+std::string identity_file(const std::string& root);
 
 /// <root>/objects
 std::string objects_dir(const std::string& root);
@@ -70,6 +75,8 @@ std::string input_dir(const std::string& root, const std::string& run_id, const 
 
 /// A run id: 1 to 18 decimal digits without a leading zero.
 bool is_run_id(std::string_view name);
+/// A datastore identity: 32 lowercase hex digits.
+bool is_datastore_id(std::string_view text);
 /// 64 lowercase hex digits.
 bool is_sha256(std::string_view name);
 /// A name usable as one path component: not empty, at most 255 bytes, not "." or "..",

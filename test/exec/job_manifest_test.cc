@@ -22,6 +22,9 @@ using nlohmann::json;
 
 namespace {
 
+// A datastore identity as store::Datastore::identity makes them.
+const std::string kId = "0123456789abcdef0123456789abcdef";
+
 const std::regex kDnsLabel("[a-z0-9]([-a-z0-9]*[a-z0-9])?");
 const std::regex kLabelValue("(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?");
 
@@ -195,19 +198,35 @@ TEST_CASE("job names are DNS labels of at most 63 characters", "[kube]") {
   for (const auto& [flow, step] : std::vector<std::pair<std::string, std::string>>{
            {"bigsum", "start"}, {long_flow, "end"}, {"f", long_step}, {long_flow, long_step},
            {"Über Flow!", "__weird__step__"}, {"---", "..."}}) {
-    std::string name = exec::job_name(flow, "123456789012345678", step, "12.3.4", 7);
+    std::string name = exec::job_name(kId, flow, "123456789012345678", step, "12.3.4", 7);
     INFO(name);
     CHECK(name.size() <= 63);
     CHECK(std::regex_match(name, kDnsLabel));
-    CHECK(exec::job_name(flow, "123456789012345678", step, "12.3.4", 7) == name);
+    CHECK(exec::job_name(kId, flow, "123456789012345678", step, "12.3.4", 7) == name);
   }
-  CHECK(exec::job_name("bigsum", "17", "start", "0", 1).rfind("mflow-bigsum-start-17-0-1-", 0) == 0);
+  CHECK(exec::job_name(kId, "bigsum", "17", "start", "0", 1).rfind("mflow-bigsum-start-17-0-1-", 0) == 0);
   // Names that sanitize to the same text stay distinct.
-  CHECK(exec::job_name("f", "1", "my_step", "0", 0) != exec::job_name("f", "1", "my-step", "0", 0));
-  CHECK(exec::job_name("f", "1", "s", "1.2", 0) != exec::job_name("f", "1", "s", "1-2", 0));
-  CHECK(exec::job_name("f", "1", "s", "0", 0) != exec::job_name("f", "1", "s", "0", 1));
+  CHECK(exec::job_name(kId, "f", "1", "my_step", "0", 0) != exec::job_name(kId, "f", "1", "my-step", "0", 0));
+  CHECK(exec::job_name(kId, "f", "1", "s", "1.2", 0) != exec::job_name(kId, "f", "1", "s", "1-2", 0));
+  CHECK(exec::job_name(kId, "f", "1", "s", "0", 0) != exec::job_name(kId, "f", "1", "s", "0", 1));
   // The step keeps some room however long the flow name is.
-  CHECK(exec::job_name(long_flow, "1", "train", "0", 0).find("-train-") != std::string::npos);
+  CHECK(exec::job_name(kId, long_flow, "1", "train", "0", 0).find("-train-") != std::string::npos);
+}
+
+TEST_CASE("issue_8 the datastore identity is in the Job's name, labels, annotations and selector", "[kube]") {
+  const std::string other = "fedcba9876543210fedcba9876543210";
+  CHECK(exec::job_name(kId, "f", "1", "s", "0", 0) != exec::job_name(other, "f", "1", "s", "0", 0));
+  exec::TaskLaunch l = basic_launch();
+  spec::Step step;
+  step.name = "start";
+  auto task = exec::resolve_kube_task(step, defaults_with_pvc(), "/data/mflow");
+  REQUIRE(task.ok());
+  json job = exec::build_job({kId, "bigsum", "/data/mflow", &l, &task.value()});
+  CHECK(job["metadata"]["labels"][exec::kLabelDatastore] == kId);
+  CHECK(job["spec"]["template"]["metadata"]["labels"][exec::kLabelDatastore] == kId);
+  CHECK(job["metadata"]["annotations"][exec::kAnnotationDatastore] == kId);
+  for (const auto& [k, v] : job["metadata"]["labels"].items()) CHECK(v.get<std::string>().size() <= 63);
+  CHECK(exec::run_label_selector(kId, "17") == "mflow.dev/datastore=" + kId + ",mflow.dev/run=17");
 }
 
 TEST_CASE("label values are valid and keep distinct inputs distinct", "[kube]") {
@@ -243,7 +262,7 @@ TEST_CASE("a basic Job matches its golden file", "[kube]") {
   step.name = "start";
   auto task = exec::resolve_kube_task(step, defaults_with_pvc(), "/data/mflow");
   REQUIRE(task.ok());
-  json job = exec::build_job({"bigsum", "/data/mflow", &l, &task.value()});
+  json job = exec::build_job({kId, "bigsum", "/data/mflow", &l, &task.value()});
   check_golden("basic_job.json", job);
   const json& c = job["spec"]["template"]["spec"]["containers"][0];
   CHECK(c["resources"]["requests"] == json{{"cpu", "1"}, {"memory", "4096Mi"}, {"ephemeral-storage", "10240Mi"}});
@@ -260,7 +279,7 @@ TEST_CASE("a basic Job matches its golden file", "[kube]") {
 TEST_CASE("a Job with every option matches its golden file", "[kube]") {
   auto l = full_launch();
   auto task = full_task();
-  json job = exec::build_job({"bigsum", "/data/mflow", &l, &task});
+  json job = exec::build_job({kId, "bigsum", "/data/mflow", &l, &task});
   check_golden("full_job.json", job);
   const json& pod = job["spec"]["template"]["spec"];
   const json& c = pod["containers"][0];
@@ -297,15 +316,15 @@ TEST_CASE("Job manifests validate against the Kubernetes 1.35 OpenAPI schema", "
   auto task = exec::resolve_kube_task(step, defaults_with_pvc(), "/data/mflow").value();
   auto full = full_launch();
   auto full_spec = full_task();
-  for (const json& job : {exec::build_job({"bigsum", "/data/mflow", &basic, &task}),
-                          exec::build_job({"bigsum", "/data/mflow", &full, &full_spec})}) {
+  for (const json& job : {exec::build_job({kId, "bigsum", "/data/mflow", &basic, &task}),
+                          exec::build_job({kId, "bigsum", "/data/mflow", &full, &full_spec})}) {
     auto errors = checker.check(job, "io.k8s.api.batch.v1.Job");
     INFO(job["metadata"]["name"]);
     for (const auto& e : errors) UNSCOPED_INFO(e);
     CHECK(errors.empty());
   }
   // The checker itself notices a misspelt field and a missing required one.
-  json bad = exec::build_job({"bigsum", "/data/mflow", &basic, &task});
+  json bad = exec::build_job({kId, "bigsum", "/data/mflow", &basic, &task});
   bad["spec"]["backofLimit"] = 1;
   bad["spec"]["template"]["spec"]["containers"][0].erase("name");
   auto errors = checker.check(bad, "io.k8s.api.batch.v1.Job");
@@ -320,7 +339,7 @@ TEST_CASE("the YAML printer round-trips through a YAML parser", "[kube]") {
   l.env["NUMBERISH"] = "0755";
   l.env["EMPTY"] = "";
   auto task = full_task();
-  json job = exec::build_job({"bigsum", "/data/mflow", &l, &task});
+  json job = exec::build_job({kId, "bigsum", "/data/mflow", &l, &task});
   std::string yaml = exec::to_yaml(job);
   YAML::Node node = YAML::Load(yaml);
   // Every scalar comes back with the same text, and strings YAML could retype are quoted.
@@ -388,8 +407,8 @@ s.serve_forever()
   step.name = "start";
   auto basic_task = exec::resolve_kube_task(step, defaults_with_pvc(), "/data/mflow").value();
   std::ofstream(dir.path() + "/jobs.yaml")
-      << "---\n" << exec::to_yaml(exec::build_job({"bigsum", "/data/mflow", &l, &task}))
-      << "---\n" << exec::to_yaml(exec::build_job({"bigsum", "/data/mflow", &basic, &basic_task}));
+      << "---\n" << exec::to_yaml(exec::build_job({kId, "bigsum", "/data/mflow", &l, &task}))
+      << "---\n" << exec::to_yaml(exec::build_job({kId, "bigsum", "/data/mflow", &basic, &basic_task}));
 
   std::string port_file = dir.path() + "/port";
   pid_t server = fork();

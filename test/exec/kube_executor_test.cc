@@ -18,6 +18,8 @@ using namespace std::chrono_literals;
 
 namespace {
 
+const std::string kDatastoreId = "0123456789abcdef0123456789abcdef";
+
 class RecordingSink : public exec::OutputSink {
  public:
   void on_output(const exec::TaskLaunch& task, int64_t, exec::Stream,
@@ -72,6 +74,7 @@ struct Fixture {
 
   Fixture() {
     exec::KubeExecutorOptions o;
+    o.datastore_id = kDatastoreId;
     o.flow = "bigsum";
     o.datastore_root = dir.path();
     o.defaults.pvc = "mflow-ds";
@@ -99,7 +102,7 @@ struct Fixture {
   }
 
   std::string name(const exec::TaskLaunch& l) {
-    return exec::job_name("bigsum", l.run_id, l.step, l.task_id, l.attempt);
+    return exec::job_name(kDatastoreId, "bigsum", l.run_id, l.step, l.task_id, l.attempt);
   }
 
   std::string start(const exec::TaskLaunch& l) {
@@ -479,4 +482,29 @@ TEST_CASE("kube: pod diagnosis reads Kubernetes status shapes", "[kube]") {
   CHECK(d.deadline);
   CHECK(d.terminated);
   CHECK(exec::diagnose_pod({{"status", running()}}).running);
+}
+
+TEST_CASE_METHOD(Fixture, "issue_8 kube: a Job of another datastore is neither adopted nor deleted", "[kube]") {
+  // Run ids restart at 1 in every datastore: the same run id, step and task in another
+  // datastore must be another Job, and the one of that name from elsewhere is refused.
+  auto l = launch("s");
+  json foreign = executor->manifest_for(l).value();
+  foreign["metadata"]["annotations"][exec::kAnnotationDatastore] = "ffffffffffffffffffffffffffffffff";
+  foreign["metadata"]["labels"][exec::kLabelDatastore] = "ffffffffffffffffffffffffffffffff";
+  api.put_job("default", foreign);
+  auto s = executor->start(l);
+  REQUIRE_FALSE(s.ok());
+  CHECK(s.message().find("another datastore") != std::string::npos);
+
+  // Ctrl-C lists the run's Jobs by datastore and run: a Job with the same run label from
+  // another datastore stays.
+  json other = foreign;
+  other["metadata"]["name"] = "mflow-bigsum-other-1001-0-0-12345678";
+  api.put_job("default", other);
+  std::string mine = start(launch("t"));
+  executor->cancel_all();
+  REQUIRE(await(1));
+  CHECK(deleted_jobs_eventually(1) == std::vector<std::string>{mine});
+  CHECK(api.get_job("default", foreign["metadata"]["name"]).ok());
+  CHECK(api.get_job("default", "mflow-bigsum-other-1001-0-0-12345678").ok());
 }

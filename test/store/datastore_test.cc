@@ -155,7 +155,50 @@ TEST_CASE("concurrent initialisation of a new datastore agrees", "[store]") {
   std::vector<std::string> names;
   for (const auto& e : fs::directory_iterator(root)) names.push_back(e.path().filename());
   std::sort(names.begin(), names.end());
-  CHECK(names == std::vector<std::string>{"FORMAT", "objects", "runs"});  // no temp left
+  CHECK(names == std::vector<std::string>{"FORMAT", "ID", "objects", "runs"});  // no temp left
+}
+
+TEST_CASE("issue_8 every datastore has its own identity, agreed on by concurrent first users", "[store]") {
+  test::TempDir tmp;
+  // Created with the datastore, stable, and different for another datastore.
+  auto a = store::Datastore::open(tmp.path() + "/a", true).value();
+  auto b = store::Datastore::open(tmp.path() + "/b", true).value();
+  std::string id = a.identity().value();
+  CHECK(store::layout::is_datastore_id(id));
+  CHECK(slurp(tmp.path() + "/a/ID") == id + "\n");
+  CHECK(store::Datastore::open(tmp.path() + "/a", false).value().identity().value() == id);
+  CHECK(b.identity().value() != id);
+
+  // A datastore from before identities (no ID file) gets one on first use; processes that
+  // race for it all end up with the one that was published first.
+  REQUIRE(::unlink((tmp.path() + "/a/ID").c_str()) == 0);
+  CHECK_FALSE(a.existing_identity().ok());
+  std::vector<pid_t> children;
+  for (int i = 0; i < 6; ++i) {
+    pid_t pid = ::fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+      auto ds = store::Datastore::open(tmp.path() + "/a", false);
+      auto got = ds.ok() ? ds->identity() : base::Result<std::string>(ds.status());
+      std::ofstream(tmp.path() + "/seen." + std::to_string(i)) << (got.ok() ? got.value() : "error");
+      ::_exit(0);
+    }
+    children.push_back(pid);
+  }
+  for (pid_t pid : children) ::waitpid(pid, nullptr, 0);
+  std::string winner = slurp(tmp.path() + "/a/ID");
+  REQUIRE(winner.size() == 33);
+  CHECK(winner.substr(0, 32) != id);
+  for (int i = 0; i < 6; ++i) CHECK(slurp(tmp.path() + "/seen." + std::to_string(i)) + "\n" == winner);
+  for (const auto& e : fs::directory_iterator(tmp.path() + "/a")) {
+    CHECK(e.path().filename().string().rfind(".ID.", 0) != 0);  // no temp left
+  }
+
+  // A damaged ID is reported with its path, not silently replaced.
+  write(tmp.path() + "/a/ID", "not an id\n");
+  auto damaged = a.identity();
+  REQUIRE_FALSE(damaged.ok());
+  CHECK(damaged.status().message().find(tmp.path() + "/a/ID") != std::string::npos);
 }
 
 TEST_CASE("opening refuses missing, foreign, damaged and newer datastores", "[store]") {
