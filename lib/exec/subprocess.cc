@@ -13,6 +13,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <mutex>
 
@@ -100,36 +101,48 @@ constexpr int kResetSignals[] = {SIGPIPE, SIGINT,  SIGTERM, SIGHUP,  SIGQUIT, SI
 
 }  // namespace
 
-std::vector<pid_t> live_groups(const std::vector<pid_t>& pgids) {
+bool for_each_process(const std::function<void(const ProcStat&)>& visit) {
   DIR* proc = ::opendir("/proc");
-  if (!proc) return pgids;
-  std::vector<pid_t> live;
+  if (!proc) return false;
   char stat[512];
   while (dirent* entry = ::readdir(proc)) {
-    std::string name = entry->d_name;
+    const char* name = entry->d_name;
     if (name[0] < '1' || name[0] > '9') continue;
-    int fd = ::openat(::dirfd(proc), (name + "/stat").c_str(), O_RDONLY | O_CLOEXEC);
+    int fd = ::openat(::dirfd(proc), fmt::format("{}/stat", name).c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) continue;  // exited meanwhile
     ssize_t n = ::read(fd, stat, sizeof stat - 1);
     ::close(fd);
     if (n <= 0) continue;
     stat[n] = '\0';
-    // "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses, so parse
-    // from the last ')'.
+    // "pid (comm) state ppid pgrp session ...": comm may hold spaces and parentheses, so
+    // parse from the last ')'.
     const char* close = std::strrchr(stat, ')');
     if (!close) continue;
-    char state = 0;
+    ProcStat p;
     long ppid = 0;
     long pgrp = 0;
-    if (std::sscanf(close + 1, " %c %ld %ld", &state, &ppid, &pgrp) != 3) continue;
-    if (state == 'Z' || state == 'X' || state == 'x') continue;
-    auto pgid = static_cast<pid_t>(pgrp);
-    if (std::binary_search(pgids.begin(), pgids.end(), pgid) &&
-        std::find(live.begin(), live.end(), pgid) == live.end()) {
-      live.push_back(pgid);
-    }
+    long session = 0;
+    if (std::sscanf(close + 1, " %c %ld %ld %ld", &p.state, &ppid, &pgrp, &session) != 4) continue;
+    p.pid = static_cast<pid_t>(std::atol(name));
+    p.ppid = static_cast<pid_t>(ppid);
+    p.pgrp = static_cast<pid_t>(pgrp);
+    p.session = static_cast<pid_t>(session);
+    visit(p);
   }
   ::closedir(proc);
+  return true;
+}
+
+std::vector<pid_t> live_groups(const std::vector<pid_t>& pgids) {
+  std::vector<pid_t> live;
+  bool readable = for_each_process([&](const ProcStat& p) {
+    if (p.state == 'Z' || p.state == 'X' || p.state == 'x') return;
+    if (std::binary_search(pgids.begin(), pgids.end(), p.pgrp) &&
+        std::find(live.begin(), live.end(), p.pgrp) == live.end()) {
+      live.push_back(p.pgrp);
+    }
+  });
+  if (!readable) return pgids;
   std::sort(live.begin(), live.end());
   return live;
 }
@@ -357,6 +370,17 @@ base::Result<Subprocess*> SubprocessSet::add(const SpawnRequest& request, LineCa
     if (!replaced) envp.push_back(*e);
   }
   for (const auto& kv : overrides) envp.push_back(kv.c_str());
+  // The orphan guard's token, so it can find this child even if mflow dies before reporting
+  // its group (orphan_guard.h). It replaces the token of an outer mflow, whose guard reaches
+  // this child through the group of the task that ran this mflow.
+  const std::string& token = guard_token_env();
+  if (!token.empty()) {
+    std::erase_if(envp, [](const char* e) {
+      std::string_view kv(e);
+      return kv.substr(0, kv.find('=')) == kGuardTokenVar;
+    });
+    envp.push_back(token.c_str());
+  }
   envp.push_back(nullptr);
 
   auto proc = std::unique_ptr<Subprocess>(new Subprocess());

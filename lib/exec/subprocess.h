@@ -25,6 +25,19 @@
 
 namespace mflow::exec {
 
+/// One process as /proc/PID/stat shows it.
+struct ProcStat {
+  pid_t pid = 0;
+  char state = 0;  // 'R', 'S', ... 'Z' for a zombie
+  pid_t ppid = 0;
+  pid_t pgrp = 0;
+  pid_t session = 0;
+};
+
+/// Calls `visit` for every process in /proc (one readdir pass; processes that exit meanwhile
+/// are skipped). Returns false when /proc cannot be read.
+bool for_each_process(const std::function<void(const ProcStat&)>& visit);
+
 /// Which of `pgids` (sorted) still have a live process, sorted: one pass over /proc. Zombies do not
 /// count (a held leader is one). Without a readable /proc every group counts as live, so a
 /// stopping task keeps its whole grace rather than losing it.
