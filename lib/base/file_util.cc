@@ -14,13 +14,13 @@
 
 namespace mflow::base {
 
-Status read_file_chunks(const std::string& path,
-                        const std::function<void(const char* data, size_t size)>& sink) {
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) return Status::from_errno(path, errno);
+namespace {
+
+Status read_fd_chunks(int fd, const std::string& path,
+                      const std::function<void(const char* data, size_t size)>& sink) {
   char buf[1 << 16];
   while (true) {
-    ssize_t n = ::read(fd.get(), buf, sizeof buf);
+    ssize_t n = ::read(fd, buf, sizeof buf);
     if (n < 0) {
       if (errno == EINTR) continue;
       return Status::from_errno(path, errno);
@@ -30,10 +30,48 @@ Status read_file_chunks(const std::string& path,
   }
 }
 
+}  // namespace
+
+Status read_file_chunks(const std::string& path,
+                        const std::function<void(const char* data, size_t size)>& sink) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return Status::from_errno(path, errno);
+  return read_fd_chunks(fd.get(), path, sink);
+}
+
 Result<std::string> read_file(const std::string& path) {
   std::string out;
   MFLOW_RETURN_IF_ERROR(
       read_file_chunks(path, [&](const char* data, size_t size) { out.append(data, size); }));
+  return out;
+}
+
+Result<UniqueFd> open_regular_file(const std::string& path) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
+  if (!fd) return Status::from_errno(path, errno);
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0) return Status::from_errno(path, errno);
+  if (!S_ISREG(st.st_mode)) {
+    const char* what = S_ISFIFO(st.st_mode)  ? "a FIFO"
+                       : S_ISCHR(st.st_mode) ? "a character device"
+                       : S_ISBLK(st.st_mode) ? "a block device"
+                       : S_ISDIR(st.st_mode) ? "a directory"
+                       : S_ISSOCK(st.st_mode) ? "a socket"
+                                              : "not a plain file";
+    return Status::invalid(fmt::format("{} is not a regular file (it is {})", path, what));
+  }
+  int flags = ::fcntl(fd.get(), F_GETFL);
+  if (flags >= 0) ::fcntl(fd.get(), F_SETFL, flags & ~O_NONBLOCK);
+  return fd;
+}
+
+Result<std::string> read_regular_file(const std::string& path) {
+  auto fd = open_regular_file(path);
+  if (!fd.ok()) return fd.status();
+  std::string out;
+  MFLOW_RETURN_IF_ERROR(read_fd_chunks(fd->get(), path, [&](const char* data, size_t size) {
+    out.append(data, size);
+  }));
   return out;
 }
 
@@ -70,6 +108,20 @@ Status write_file_atomic(const std::string& path, std::string_view content, bool
     UniqueFd dfd(::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (dfd) ::fsync(dfd.get());
   }
+  return Status();
+}
+
+Status write_output_file(const std::string& path, std::string_view content) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0 || S_ISREG(st.st_mode)) {
+    return write_file_atomic(path, content);
+  }
+  // A rename would replace the device node or FIFO itself (as root, even /dev/full), and the
+  // bytes would never reach the reader.
+  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
+  if (!fd) return Status::from_errno(path, errno);
+  MFLOW_RETURN_IF_ERROR(write_all(fd.get(), content.data(), content.size(), path));
+  if (::close(fd.release()) != 0) return Status::from_errno(path, errno);
   return Status();
 }
 

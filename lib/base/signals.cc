@@ -17,7 +17,7 @@ namespace {
 // Written by the handler, read anywhere: lock-free atomics are async-signal-safe.
 std::atomic<int> g_fd{-1};
 std::atomic<int> g_signal{0};
-std::atomic<int> g_count{0};  // SIGINT/SIGTERM received so far
+std::atomic<int> g_count{0};  // SIGINT/SIGTERM/SIGHUP received so far
 static_assert(std::atomic<int>::is_always_lock_free);
 
 extern "C" void on_interrupt(int sig) {
@@ -58,6 +58,13 @@ void install_interrupt_handlers() {
     sa.sa_flags = SA_RESTART;
     ::sigaction(SIGINT, &sa, nullptr);
     ::sigaction(SIGTERM, &sa, nullptr);
+    // A closed terminal or a dropped ssh session (SIGHUP) stops the run as SIGTERM does, so
+    // its tasks are stopped and recorded as interrupted instead of mflow dying mid-run. Under
+    // `nohup` (SIGHUP ignored when mflow starts) it stays ignored: the user asked for that.
+    struct sigaction old {};
+    if (::sigaction(SIGHUP, nullptr, &old) == 0 && old.sa_handler != SIG_IGN) {
+      ::sigaction(SIGHUP, &sa, nullptr);
+    }
     ignore_broken_pipes();
   });
 }

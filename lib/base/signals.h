@@ -1,4 +1,4 @@
-// Process-wide interrupt handling: SIGINT and SIGTERM are turned into a readable file
+// Process-wide interrupt handling: SIGINT, SIGTERM and SIGHUP are turned into a readable file
 // descriptor (an eventfd) that the scheduler and `mflow map` put in their poll sets, so a
 // Ctrl-C wakes the one loop that owns the children instead of interrupting random system
 // calls. SIGPIPE is ignored so a closed pipe shows up as EPIPE on write. Thread-safe; the
@@ -25,7 +25,8 @@ int interrupt_fd();
 /// True once SIGINT or SIGTERM arrived. Stays true (acknowledge_interrupt() does not reset it).
 bool interrupted();
 
-/// The first interrupting signal (SIGINT or SIGTERM), 0 if none arrived.
+/// The first interrupting signal (SIGINT, SIGTERM or SIGHUP), 0 if none arrived. SIGHUP is
+/// handled only when it was not ignored at installation (nohup).
 int interrupt_signal();
 
 /// How many SIGINT/SIGTERM arrived (a second Ctrl-C means "stop now, no grace").

@@ -37,16 +37,21 @@ struct LogsOptions {
   int attempt = -1;  // -1: each task's last
 };
 
-// Copies a log file to `out_fd` in chunks: logs may be gigabytes.
-bool copy_file(const std::string& path, int out_fd) {
-  base::UniqueFd in(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!in) return errno == ENOENT;  // an attempt that wrote nothing has no file
+// Copies a log file to `out_fd` in chunks: logs may be gigabytes. A log that is not a regular
+// file (a FIFO, a link to /dev/zero) is an error naming it, never a hang or an endless stream.
+base::Status copy_file(const std::string& path, int out_fd) {
+  if (::access(path.c_str(), F_OK) != 0 && errno == ENOENT) {
+    return base::Status();  // an attempt that wrote nothing has no file
+  }
+  auto in = base::open_regular_file(path);
+  if (!in.ok()) return in.status();
   char buf[1 << 16];
   while (true) {
-    ssize_t n = ::read(in.get(), buf, sizeof buf);
+    ssize_t n = ::read(in->get(), buf, sizeof buf);
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return n == 0;
-    if (!base::write_all(out_fd, buf, static_cast<size_t>(n), "output").ok()) return false;
+    if (n < 0) return base::Status::from_errno(path, errno);
+    if (n == 0) return base::Status();
+    MFLOW_RETURN_IF_ERROR(base::write_all(out_fd, buf, static_cast<size_t>(n), "output"));
   }
 }
 
@@ -98,6 +103,16 @@ std::string attempt_label(const store::TaskRecord& t, int attempt, bool run_runn
                          [&](const store::AttemptRecord& a) { return a.attempt == attempt; });
   if (it == t.attempts.end() || it->outcome != "running") return "";
   return run_running ? ", running" : ", unfinished: the run ended before this attempt did";
+}
+
+// How an attempt that did not succeed ended ("failed: exit code 3", "timed out: ..."), for a
+// task with no output to show; "" for a success (an empty log says it all).
+std::string attempt_outcome(const store::TaskRecord& t, int attempt, bool run_running) {
+  auto it = std::find_if(t.attempts.begin(), t.attempts.end(),
+                         [&](const store::AttemptRecord& a) { return a.attempt == attempt; });
+  if (it == t.attempts.end() || it->outcome == "succeeded") return "";
+  if (it->outcome == "running") return attempt_label(t, attempt, run_running).substr(2);
+  return it->reason.empty() ? it->outcome : fmt::format("{}: {}", it->outcome, it->reason);
 }
 
 void warn_problems(const std::vector<base::Status>& problems) {
@@ -245,19 +260,31 @@ ExitCode run_logs(const LogsOptions& options) {
       header = fmt::format("==> {}/{}/{} (attempt {}{}) <==\n", t.run_id, t.step, t.task_id,
                            attempt, attempt_label(t, attempt, run_running));
     }
-    bool ok = true;
-    if (!options.only_stderr) {
-      ok &= write_text(1, header) && copy_file(out_log, 1);
+    // A single task's attempt that failed without a word still says how it ended (on stderr,
+    // so `mflow logs R/S/T > file` keeps the task's bytes alone).
+    if (parts.size() == 3 && !non_empty_file(out_log) && !non_empty_file(err_log)) {
+      std::string outcome = attempt_outcome(t, attempt, run_running);
+      if (!outcome.empty()) {
+        std::cerr << fmt::format("==> {}/{}/{} (attempt {}: {}) <== no output\n", t.run_id,
+                                 t.step, t.task_id, attempt, outcome);
+      }
     }
-    if (!options.only_stdout) {
+    base::Status s;
+    bool written = true;
+    if (!options.only_stderr) {
+      written &= write_text(1, header);
+      if (written) s = copy_file(out_log, 1);
+    }
+    if (s.ok() && written && !options.only_stdout) {
       // With both streams, stdout already lists every task: stderr gets the header only
       // before output, so a terminal showing both does not repeat it for silent tasks.
-      if (options.only_stderr || non_empty_file(err_log)) ok &= write_text(2, header);
-      ok &= copy_file(err_log, 2);
+      if (options.only_stderr || non_empty_file(err_log)) written &= write_text(2, header);
+      if (written) s = copy_file(err_log, 2);
     }
-    if (!ok) {
-      std::cerr << fmt::format("mflow: error: logs: cannot read the logs of {}/{}/{}\n",
-                               t.run_id, t.step, t.task_id);
+    if (!s.ok() || !written) {
+      std::cerr << fmt::format("mflow: error: logs: cannot show the logs of {}/{}/{}{}\n",
+                               t.run_id, t.step, t.task_id,
+                               s.ok() ? "" : ": " + s.message());
       return ExitCode::kEnvironment;
     }
   }

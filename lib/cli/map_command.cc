@@ -435,8 +435,9 @@ ExitCode run_map(MapOptions& o) {
   if (r.kind == exec::MapResult::Kind::kInterrupted) {
     (void)out.flush();
     int sig = base::interrupt_signal();
-    std::cerr << fmt::format("mflow map: interrupted by {}: every worker was stopped\n",
-                             sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    const char* name = ::sigabbrev_np(sig);
+    std::cerr << fmt::format("mflow map: interrupted by SIG{}: every worker was stopped\n",
+                             name ? name : "INT");
     discard();
     return ExitCode::kInterrupted;
   }

@@ -331,7 +331,7 @@ ExitCode write_summary_json(const std::string& path, const runtime::RunSummary& 
                              {"logs", fmt::format("mflow logs {}/{}/{}{}", s.run_id, f.step, f.task_id,
                                                    command_options)}});
   }
-  if (auto st = base::write_file_atomic(path, j.dump(2) + "\n"); !st.ok()) {
+  if (auto st = base::write_output_file(path, j.dump(2) + "\n"); !st.ok()) {
     print_status_error(st.with_context("--summary-json"));
     return ExitCode::kEnvironment;
   }
@@ -388,6 +388,14 @@ base::Status check_output_target(const std::string& path) {
   if (std::filesystem::is_directory(p, ec)) {
     return base::Status::invalid(path + " is a directory; give a file path");
   }
+  if (std::filesystem::exists(p, ec) && !std::filesystem::is_regular_file(p, ec)) {
+    // /dev/stdout, a FIFO, a device: written in place (base::write_output_file).
+    if (::access(path.c_str(), W_OK) != 0) {
+      return base::Status::invalid(
+          fmt::format("{}: cannot write ({}); give another path", path, std::strerror(errno)));
+    }
+    return base::Status();
+  }
   std::filesystem::path dir = p.has_parent_path() ? p.parent_path() : std::filesystem::path(".");
   if (!std::filesystem::is_directory(dir, ec)) {
     return base::Status::invalid(fmt::format("{}: directory {} does not exist; create it or "
@@ -441,7 +449,7 @@ base::ExitCode execute_flow(const std::string& flow_path, const RunFlags& flags,
                         {"status", "refused"},
                         {"exit_code", base::to_int(code)},
                         {"message", "mflow refused to start the run; its stderr says why"}};
-    if (auto s = base::write_file_atomic(flags.summary_json, j.dump(2) + "\n"); !s.ok()) {
+    if (auto s = base::write_output_file(flags.summary_json, j.dump(2) + "\n"); !s.ok()) {
       print_status_error(s.with_context("--summary-json"));
     }
   }
@@ -670,7 +678,7 @@ base::ExitCode execute_flow_once(const std::string& flow_path, const RunFlags& f
     return ExitCode::kEnvironment;
   }
   if (!flags.run_id_file.empty()) {
-    if (auto s = base::write_file_atomic(flags.run_id_file, run->run_id + "\n"); !s.ok()) {
+    if (auto s = base::write_output_file(flags.run_id_file, run->run_id + "\n"); !s.ok()) {
       // Checked writable above; failing now (disk full) still must not pass silently in CI.
       print_status_error(s.with_context("--run-id-file"));
       store::RunInfo refused = run.value();

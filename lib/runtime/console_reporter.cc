@@ -45,22 +45,21 @@ void ConsoleReporter::on_output(const exec::TaskLaunch& task, int64_t pid, exec:
   // A task's stderr goes to mflow's stderr (CI keeps the streams apart), its lines marked so
   // they stay distinguishable where both streams end up in one terminal.
   std::FILE* to = stream == exec::Stream::kStderr ? err_ : out_;
-  fmt::print(to, "{}{} {}\n", p, stream == exec::Stream::kStderr ? " stderr:" : "", line);
-  std::fflush(to);
+  put(to, fmt::format("{}{} {}\n", p, stream == exec::Stream::kStderr ? " stderr:" : "", line));
 }
 
 void ConsoleReporter::run_started(const std::string& run_id, const std::string& flow,
                                   const std::string& datastore) {
   std::lock_guard<std::mutex> lock(mu_);
-  fmt::print(err_, "{} {}mflow{}: flow {} run {} started (datastore {})\n", timestamp_now(),
-             color("\033[1m"), color("\033[0m"), flow, run_id, datastore);
+  put(err_, fmt::format("{} {}mflow{}: flow {} run {} started (datastore {})\n", timestamp_now(),
+             color("\033[1m"), color("\033[0m"), flow, run_id, datastore));
 }
 
 void ConsoleReporter::task_started(const exec::TaskLaunch& task, const char* where) {
   if (quiet_) return;
   std::string p = prefix(task, 0);
   std::lock_guard<std::mutex> lock(mu_);
-  fmt::print(err_, "{} task starting ({})\n", p, where);
+  put(err_, fmt::format("{} task starting ({})\n", p, where));
 }
 
 void ConsoleReporter::task_finished(const exec::TaskLaunch& task, const exec::Completion& c,
@@ -69,15 +68,15 @@ void ConsoleReporter::task_finished(const exec::TaskLaunch& task, const exec::Co
   auto secs = std::chrono::duration<double>(c.finished - c.started).count();
   std::lock_guard<std::mutex> lock(mu_);
   if (c.outcome == exec::Outcome::kSucceeded) {
-    if (!quiet_) fmt::print(err_, "{} task succeeded in {:.2f}s\n", p, secs);
+    if (!quiet_) put(err_, fmt::format("{} task succeeded in {:.2f}s\n", p, secs));
     return;
   }
   std::string what = c.reason.empty() ? exec::to_string(c.outcome) : c.reason;
   if (retry_in_seconds >= 0) {
-    fmt::print(err_, "{} {}task failed{}: {}; retrying in {}s\n", p, color("\033[33m"),
-               color("\033[0m"), what, retry_in_seconds);
+    put(err_, fmt::format("{} {}task failed{}: {}; retrying in {}s\n", p, color("\033[33m"),
+               color("\033[0m"), what, retry_in_seconds));
   } else {
-    fmt::print(err_, "{} {}task failed{}: {}\n", p, color("\033[31m"), color("\033[0m"), what);
+    put(err_, fmt::format("{} {}task failed{}: {}\n", p, color("\033[31m"), color("\033[0m"), what));
   }
 }
 
@@ -85,13 +84,13 @@ void ConsoleReporter::task_reused(const std::string& run_id, const std::string& 
                                   const std::string& task_id, const std::string& from) {
   if (quiet_) return;
   std::lock_guard<std::mutex> lock(mu_);
-  fmt::print(err_, "{} [{}/{}/{}] reused from {} (not executed again)\n", timestamp_now(), run_id,
-             step, task_id, from);
+  put(err_, fmt::format("{} [{}/{}/{}] reused from {} (not executed again)\n", timestamp_now(), run_id,
+             step, task_id, from));
 }
 
 void ConsoleReporter::note(const std::string& text) {
   std::lock_guard<std::mutex> lock(mu_);
-  fmt::print(err_, "{} mflow: {}\n", timestamp_now(), text);
+  put(err_, fmt::format("{} mflow: {}\n", timestamp_now(), text));
 }
 
 void ConsoleReporter::run_finished(const RunSummary& s) {
@@ -101,24 +100,34 @@ void ConsoleReporter::run_finished(const RunSummary& s) {
                                    s.tasks_reused, s.tasks_failed);
   if (s.tasks_stopped > 0) counts += fmt::format(", {} stopped", s.tasks_stopped);
   if (s.succeeded) {
-    fmt::print(err_, "{} {}mflow: run {} of {} succeeded{} in {:.2f}s ({})\n", timestamp_now(),
-               color("\033[32m"), s.run_id, s.flow, color("\033[0m"), secs, counts);
-    std::fflush(err_);
+    put(err_, fmt::format("{} {}mflow: run {} of {} succeeded{} in {:.2f}s ({})\n", timestamp_now(),
+               color("\033[32m"), s.run_id, s.flow, color("\033[0m"), secs, counts));
     return;
   }
-  fmt::print(err_, "{} {}mflow: run {} of {} {}{} after {:.2f}s ({})\n", timestamp_now(),
+  put(err_, fmt::format("{} {}mflow: run {} of {} {}{} after {:.2f}s ({})\n", timestamp_now(),
              color("\033[31m"), s.run_id, s.flow, s.interrupted ? "was interrupted" : "failed",
-             color("\033[0m"), secs, counts);
+             color("\033[0m"), secs, counts));
   for (const auto& f : s.failures) {
     // Attempts count from 0 everywhere (MFLOW_ATTEMPT, `mflow logs --attempt`, the JSON).
-    fmt::print(err_, "  failed: {}/{} (attempt {}, the last of {}): {}\n", f.step, f.task_id,
-               f.attempt, f.attempts, f.reason.empty() ? exec::to_string(f.outcome) : f.reason);
-    fmt::print(err_, "    see its output:  mflow logs {}/{}/{}{}\n", s.run_id, f.step, f.task_id,
-               command_options_);
+    put(err_, fmt::format("  failed: {}/{} (attempt {}, the last of {}): {}\n", f.step, f.task_id,
+               f.attempt, f.attempts, f.reason.empty() ? exec::to_string(f.outcome) : f.reason));
+    put(err_, fmt::format("    see its output:  mflow logs {}/{}/{}{}\n", s.run_id, f.step, f.task_id,
+               command_options_));
   }
-  fmt::print(err_, "  to continue:       mflow resume {} --origin-run-id {}{}\n",
-             base::shell_quote(s.flow_file), s.run_id, command_options_);
-  std::fflush(err_);
+  put(err_, fmt::format("  to continue:       mflow resume {} --origin-run-id {}{}\n",
+             base::shell_quote(s.flow_file), s.run_id, command_options_));
+}
+
+void ConsoleReporter::put(std::FILE* to, std::string_view text) {
+  // A stream whose reader went away (`mflow run ... 2>&1 | head -1`, a closed terminal after
+  // SIGHUP) is written no more: the run goes on and is recorded; only the console is lost. A
+  // failed write must never end the run, which fmt::print would do by throwing.
+  bool& closed = to == err_ ? err_closed_ : out_closed_;
+  if (closed) return;
+  if (std::fwrite(text.data(), 1, text.size(), to) != text.size() || std::fflush(to) != 0) {
+    closed = true;
+    std::clearerr(to);
+  }
 }
 
 }  // namespace mflow::runtime

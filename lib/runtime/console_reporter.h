@@ -6,6 +6,7 @@
 
 #include <cstdio>
 #include <mutex>
+#include <string_view>
 
 #include "runtime/reporter.h"
 
@@ -35,10 +36,15 @@ class ConsoleReporter : public Reporter {
  private:
   std::string prefix(const exec::TaskLaunch& task, int64_t pid) const;
   const char* color(const char* code) const { return color_ ? code : ""; }
+  /// Writes `text` to `to` (out_ or err_) and flushes; after a failed write, that stream is
+  /// left alone for the rest of the run. Call with mu_ held.
+  void put(std::FILE* to, std::string_view text);
 
   std::mutex mu_;
   std::FILE* out_;  // guarded by mu_
   std::FILE* err_;  // guarded by mu_
+  bool out_closed_ = false;  // guarded by mu_
+  bool err_closed_ = false;  // guarded by mu_
   bool quiet_;
   bool color_;
   std::string command_options_;

@@ -184,9 +184,11 @@ Status remove_tree(const std::string& path) {
 // Reports whether some process holds the run's lock. A shared probe (not exclusive) is used
 // so that two readers probing at the same instant never see each other as the owner.
 bool run_lock_held(const std::string& lock_path) {
-  UniqueFd fd(::open(lock_path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) return false;
-  while (::flock(fd.get(), LOCK_SH | LOCK_NB) != 0) {
+  // A lock that is not a regular file (a FIFO put there by hand) is held by no mflow, and
+  // opening it plainly would block.
+  auto fd = base::open_regular_file(lock_path);
+  if (!fd.ok()) return false;
+  while (::flock(fd->get(), LOCK_SH | LOCK_NB) != 0) {
     if (errno == EINTR) continue;
     return errno == EWOULDBLOCK;
   }
@@ -286,7 +288,7 @@ Result<Datastore> Datastore::open(const std::string& root_arg, bool create) {
   }
 
   const std::string format_path = layout::format_file(root);
-  auto text = base::read_file(format_path);
+  auto text = base::read_regular_file(format_path);
   if (!text.ok() && create && !exists(format_path)) {
     // Initialise, refusing to take over a directory that holds something else. FORMAT is
     // published with link(2), which fails if it exists, so concurrent initialisers agree.
@@ -311,7 +313,7 @@ Result<Datastore> Datastore::open(const std::string& root_arg, bool create) {
           "use it (pass --datastore with a new or empty directory)",
           root));
     }
-    text = base::read_file(format_path);
+    text = base::read_regular_file(format_path);
   }
   if (!text.ok()) {
     if (!exists(format_path)) {
@@ -449,7 +451,7 @@ Status Datastore::write_run(const RunInfo& info) {
 Result<RunInfo> Datastore::read_run(const std::string& run_id) const {
   MFLOW_RETURN_IF_ERROR(check_run_id(run_id));
   const std::string path = layout::run_file(root_, run_id);
-  auto text = base::read_file(path);
+  auto text = base::read_regular_file(path);
   if (!text.ok()) {
     if (!exists(layout::run_dir(root_, run_id))) {
       return Status::not_found(fmt::format("no run {} in datastore {}", run_id, root_));
@@ -543,7 +545,7 @@ Result<TaskRecord> Datastore::read_task(const std::string& run_id, const std::st
                                         const std::string& task_id) const {
   MFLOW_RETURN_IF_ERROR(check_task_names(run_id, step, task_id));
   std::string path = layout::task_file(root_, run_id, step, task_id);
-  auto text = base::read_file(path);
+  auto text = base::read_regular_file(path);
   if (!text.ok()) {
     if (!exists(path)) {
       return Status::not_found(
@@ -630,7 +632,7 @@ Result<std::vector<TaskRecord>> Datastore::list_tasks(const std::string& run_id,
     for (const auto& id : names.value()) {
       if (!layout::valid_component(id)) continue;
       std::string path = layout::task_file(root_, run_id, s, id);
-      auto text = base::read_file(path);
+      auto text = base::read_regular_file(path);
       if (!text.ok()) {
         // A task directory without task.json is a task being set up or still running.
         if (exists(path)) {
@@ -871,7 +873,7 @@ Result<std::string> Datastore::read_object(const ArtifactRef& ref) const {
     return Status::invalid(fmt::format("'{}' is not a SHA-256 object name", ref.sha256));
   }
   std::string path = layout::object_path(root_, ref.sha256);
-  auto bytes = base::read_file(path);
+  auto bytes = base::read_regular_file(path);
   if (!bytes.ok()) {
     if (!exists(path)) {
       return Status::not_found(fmt::format(
