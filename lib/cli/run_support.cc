@@ -739,8 +739,10 @@ base::ExitCode execute_flow_once(const std::string& flow_path, const RunFlags& f
     const auto& st = kubernetes->stats();
     reporter.note(fmt::format(
         "Kubernetes API requests: {} create, {} get, {} list, {} delete, {} watch, {} log, "
-        "{} retried", st.creates.load(), st.gets.load(), st.lists.load(), st.deletes.load(),
-        st.watches.load(), st.log_reads.load(), st.retries.load()));
+        "{} retried; {} TLS connections, system trust store loaded {} time(s)",
+        st.creates.load(), st.gets.load(), st.lists.load(), st.deletes.load(),
+        st.watches.load(), st.log_reads.load(), st.retries.load(), st.tls_connections.load(),
+        kube::system_trust_store_loads()));
   }
   store::RunInfo final_info = run.value();
   final_info.finished = std::chrono::system_clock::now();

@@ -145,10 +145,13 @@ struct KubeExecutor::Attempt {
   TaskLaunch launch;
   KubeTaskSpec task;
   std::string ns, name;
-  Clock::time_point created;       // options_.now() at start (graces)
+  Clock::time_point created;       // options_.now() when created (graces); mu_ once queued
   Clock::time_point started_wall;  // wall clock at start (the Completion)
 
   // Beyond this point every field is guarded by KubeExecutor::mu_.
+  json manifest;  // the Job to create (cleared once created)
+  CreateState create_state = CreateState::kQueued;
+  bool create_cancelled = false;  // cancel_all while sending: the creator deletes the Job
   json job;
   bool job_seen = false;
   bool job_deleted = false;
@@ -192,7 +195,15 @@ KubeExecutor::~KubeExecutor() {
     for (auto& [name, a] : attempts_) a->stop_logs = true;
   }
   cv_.notify_all();
+  create_cv_.notify_all();
   supervisor_.join();
+  std::vector<std::thread> creators;
+  {
+    std::lock_guard lock(mu_);
+    creators.swap(creators_);
+  }
+  // A create in flight is let finish (and its Job deleted if the run was cancelled).
+  for (auto& t : creators) t.join();
   std::vector<std::thread> watchers;
   std::vector<std::shared_ptr<Follower>> followers;
   {
@@ -257,10 +268,40 @@ base::Status KubeExecutor::start(const TaskLaunch& launch) {
     if (path->empty()) continue;
     if (FILE* f = std::fopen(path->c_str(), "ab")) std::fclose(f);
   }
-  auto unregister = [&] {
+  // The create itself runs on a creator thread: with API latency, one create at a time would
+  // start a wide foreach slowly and hold up an interrupt until every create was sent.
+  {
     std::lock_guard lock(mu_);
-    attempts_.erase(a->name);
-  };
+    a->manifest = std::move(job);
+    create_queue_.push_back(a);
+    size_t limit = static_cast<size_t>(std::max(1, options_.defaults.parallel_creates));
+    if (creators_idle_ < create_queue_.size() && creators_.size() < limit) {
+      creators_.emplace_back([this] { create_loop(); });
+    }
+  }
+  create_cv_.notify_one();
+  ++outstanding_;
+  return base::Status::ok_status();
+}
+
+void KubeExecutor::create_loop() {
+  std::unique_lock lock(mu_);
+  for (;;) {
+    ++creators_idle_;
+    create_cv_.wait(lock, [&] { return stop_ || creates_stopped_ || !create_queue_.empty(); });
+    --creators_idle_;
+    if (stop_ || creates_stopped_) return;
+    std::shared_ptr<Attempt> a = create_queue_.front();
+    create_queue_.pop_front();
+    a->create_state = CreateState::kSending;
+    lock.unlock();
+    create(a);
+    lock.lock();
+  }
+}
+
+void KubeExecutor::create(const std::shared_ptr<Attempt>& a) {
+  const TaskLaunch& launch = a->launch;
   // A Job with this name belongs to this very attempt when its annotations say so: the
   // create reached the server but its response was lost (or mflow retried the create).
   auto adoptable = [&] {
@@ -270,28 +311,42 @@ base::Status KubeExecutor::start(const TaskLaunch& launch) {
     return str(ann, kAnnotationDatastore) == options_.datastore_id &&
            str(ann, kAnnotationRun) == launch.run_id && str(ann, kAnnotationKey) == launch.key;
   };
-
-  auto created = api_.create_job(a->ns, job);
-  if (created.ok()) {
-    ++outstanding_;
-    return base::Status::ok_status();
+  auto created = api_.create_job(a->ns, a->manifest, creates_stopped_);
+  bool exists = created.ok();
+  std::string failure;
+  if (!exists) {
+    const kube::ApiError& e = created.error;
+    bool maybe_stored = e.reason == "AlreadyExists" || e.http_status == 0 || e.http_status >= 500;
+    exists = maybe_stored && adoptable();
+    if (e.reason == "AlreadyExists") {
+      failure = fmt::format(
+          "cannot create Job {}/{} for {} attempt {}: a Job of that name already exists and "
+          "belongs to another datastore, run or task; remove it with `kubectl delete job -n {} "
+          "{}`",
+          a->ns, a->name, launch.key, launch.attempt, a->ns, a->name);
+    } else {
+      failure = fmt::format("cannot create Job {}/{} for {}: {}", a->ns, a->name, launch.key,
+                            e.message);
+    }
   }
-  const kube::ApiError& e = created.error;
-  bool maybe_stored = e.reason == "AlreadyExists" || e.http_status == 0 || e.http_status >= 500;
-  if (maybe_stored && adoptable()) {
-    ++outstanding_;
-    return base::Status::ok_status();
+  bool orphaned = false;
+  std::vector<std::pair<std::string, std::string>> to_delete;
+  {
+    std::lock_guard lock(mu_);
+    a->create_state = CreateState::kDone;
+    a->manifest = json();
+    a->created = options_.now();  // the graces count from here, not from the queue
+    if (exists && a->create_cancelled) {
+      orphaned = true;  // cancel_all ran while the create was in flight
+    } else if (!exists) {
+      if (!a->decided) decide(*a, Outcome::kLaunchFailed, -1, std::move(failure));
+    } else {
+      evaluate(a, options_.now(), &to_delete);  // events that arrived during the create
+    }
   }
-  unregister();
-  if (e.reason == "AlreadyExists") {
-    return base::Status::conflict(fmt::format(
-        "cannot create Job {}/{} for {} attempt {}: a Job of that name already exists and "
-        "belongs to another datastore, run or task; remove it with `kubectl delete job -n {} "
-        "{}`",
-        a->ns, a->name, launch.key, launch.attempt, a->ns, a->name));
-  }
-  return base::Status::unavailable(fmt::format("cannot create Job {}/{} for {}: {}", a->ns,
-                                               a->name, launch.key, e.message));
+  cv_.notify_all();
+  if (orphaned) to_delete.emplace_back(a->ns, a->name);
+  delete_jobs(to_delete);
 }
 
 void KubeExecutor::ensure_watch(const std::string& ns) {
@@ -459,7 +514,7 @@ void KubeExecutor::supervise() {
 void KubeExecutor::evaluate(const std::shared_ptr<Attempt>& ap, Clock::time_point now,
                             std::vector<std::pair<std::string, std::string>>* to_delete) {
   Attempt& a = *ap;
-  if (a.decided) return;
+  if (a.decided || a.create_state != CreateState::kDone) return;
   auto fail_and_delete = [&](Outcome outcome, std::string reason) {
     decide(a, outcome, -1, std::move(reason));
     to_delete->emplace_back(a.ns, a.name);
@@ -775,19 +830,29 @@ void KubeExecutor::cancel_all() {
   std::set<std::string> namespaces;
   {
     std::lock_guard lock(mu_);
+    // No create is sent after this point; queued ones never will be.
+    creates_stopped_ = true;
+    create_queue_.clear();
     namespaces = watched_ns_;
     for (auto& [name, a] : attempts_) {
       if (a->posted) continue;
       a->stop_logs = true;
       a->post_now = true;
-      if (!a->decided) {
-        to_delete.emplace_back(a->ns, a->name);
-        decide(*a, Outcome::kCancelled, -1, "cancelled: its Job was deleted");
-      } else {
+      if (a->decided) {
         maybe_post(*a);
+      } else if (a->create_state == CreateState::kQueued) {
+        decide(*a, Outcome::kCancelled, -1, "cancelled before its Job was created");
+      } else {
+        if (a->create_state == CreateState::kSending) {
+          a->create_cancelled = true;
+        } else {
+          to_delete.emplace_back(a->ns, a->name);
+        }
+        decide(*a, Outcome::kCancelled, -1, "cancelled: its Job was deleted");
       }
     }
   }
+  create_cv_.notify_all();
   cv_.notify_all();
   delete_jobs(to_delete);
   // Also the Jobs mflow did not track any more (finished ones) or whose create response was

@@ -1,5 +1,6 @@
 // KubeExecutor: runs task attempts as batch/v1 Jobs (exec::Executor for steps on Kubernetes).
-// start() creates one Job per attempt (build_job); ONE list+watch of Jobs and ONE of pods per
+// start() queues one Job per attempt (build_job) for a bounded pool of creator threads
+// (KubeDefaults::parallel_creates creates in flight; cancel_all stops them at once); ONE list+watch of Jobs and ONE of pods per
 // namespace, by the run's label selector, follow them on background threads (resume from the
 // last resourceVersion, relist on 410 Expired, re-watch after a dropped connection); pod logs
 // are streamed to the attempt's stdout file and the OutputSink by one thread per pod; a
@@ -12,6 +13,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -75,9 +77,10 @@ class KubeExecutor : public Executor {
   KubeExecutor(const KubeExecutor&) = delete;
   KubeExecutor& operator=(const KubeExecutor&) = delete;
 
-  /// Creates the attempt's Job. On AlreadyExists it adopts the existing Job when its
-  /// annotations name the same datastore, run and task key (a create whose response was
-  /// lost), else fails. Errors: no PVC configured, API refusal (the message names the Job/namespace).
+  /// Queues the attempt's Job for creation and returns. On AlreadyExists the creator adopts
+  /// the existing Job when its annotations name the same datastore, run and task key (a
+  /// create whose response was lost); an API refusal (the message names the Job/namespace)
+  /// arrives as a kLaunchFailed completion. Errors here: no PVC configured, a bad manifest.
   base::Status start(const TaskLaunch& launch) override;
   size_t running() const override { return outstanding_; }
   void wait(std::optional<Clock::time_point> deadline, std::vector<Completion>* out) override;
@@ -97,6 +100,12 @@ class KubeExecutor : public Executor {
  private:
   struct Attempt;
   struct Follower;
+  enum class CreateState { kQueued, kSending, kDone };
+
+  /// A creator thread: sends the queued creates, one at a time, until stopped.
+  void create_loop();
+  /// Creates (or adopts) the attempt's Job; a refusal becomes its kLaunchFailed completion.
+  void create(const std::shared_ptr<Attempt>& a);
 
   void ensure_watch(const std::string& ns);
   void watch_loop(kube::Resource resource, std::string ns);
@@ -130,6 +139,11 @@ class KubeExecutor : public Executor {
   std::map<std::string, std::shared_ptr<Attempt>> attempts_;  // by Job name; guarded by mu_
   std::set<std::string> watched_ns_;                          // guarded by mu_
   std::vector<std::thread> watchers_;                         // guarded by mu_
+  std::condition_variable create_cv_;  // wakes creator threads
+  std::deque<std::shared_ptr<Attempt>> create_queue_;         // guarded by mu_
+  std::vector<std::thread> creators_;                         // guarded by mu_
+  size_t creators_idle_ = 0;                                  // guarded by mu_
+  std::atomic<bool> creates_stopped_{false};  // set by cancel_all: no create is sent after it
   std::vector<std::shared_ptr<Follower>> followers_;          // guarded by mu_
   std::vector<Completion> ready_;                             // guarded by mu_
   std::map<std::string, Clock::time_point> watch_failing_since_;  // by namespace; guarded by mu_

@@ -93,6 +93,14 @@ Status set_key(const std::string& key, const std::string& value, const Origin& o
   } else if (key == "mount_path") {
     if (value.empty() || value.front() != '/') return bad(o, "mount_path must be an absolute path");
     d->mount_path = value;
+  } else if (key == "parallel_creates") {
+    int64_t v = 0;
+    if (!parse_int(value, &v) || v < 1 || v > kMaxParallelCreates) {
+      return bad(o, fmt::format("parallel_creates must be a whole number from 1 to {} (Job "
+                                "creates in flight at once; 1 creates one at a time)",
+                                kMaxParallelCreates));
+    }
+    d->parallel_creates = static_cast<int>(v);
   } else if (key == "secret") {
     if (value.empty()) return bad(o, "secret must name a Secret");
     d->secrets.push_back(value);
@@ -145,7 +153,7 @@ const std::vector<std::string>& kube_option_keys() {
   static const std::vector<std::string> keys = {
       "cpu", "memory", "disk", "gpu", "gpu_vendor", "namespace", "image", "image_pull_policy",
       "service_account", "pvc", "mount_path", "secret", "node_selector", "pending_grace",
-      "image_pull_grace", "ttl", "timeout"};
+      "image_pull_grace", "ttl", "timeout", "parallel_creates"};
   return keys;
 }
 

@@ -43,7 +43,14 @@ struct KubeDefaults {
   std::chrono::seconds ttl_after_finished{std::chrono::hours(24)};
   /// activeDeadlineSeconds for steps without a `timeout`.
   std::chrono::seconds timeout{std::chrono::hours(24 * 5)};
+  /// Job creates in flight at once (client-go's burst plays this role); 1 = one at a time.
+  /// More than --max-workers is never used: a create is part of a running task.
+  int parallel_creates = 16;
 };
+
+/// The largest parallel_creates accepted (beyond it an API server's flow control answers
+/// 429 and nothing is gained).
+inline constexpr int kMaxParallelCreates = 256;
 
 /// Every key `--with kubernetes:` accepts, in documentation order.
 const std::vector<std::string>& kube_option_keys();

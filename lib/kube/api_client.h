@@ -55,6 +55,8 @@ enum class Resource { kJobs, kPods };
 struct RequestStats {
   std::atomic<int64_t> creates{0}, gets{0}, lists{0}, deletes{0}, watches{0}, log_reads{0},
       retries{0};
+  /// TLS connections opened (each one a handshake); reused keep-alive connections do not count.
+  std::atomic<int64_t> tls_connections{0};
 };
 
 class ApiClient {
@@ -63,8 +65,10 @@ class ApiClient {
 
   /// POST a Job. Never retried blindly: an AlreadyExists after a lost response is reported
   /// as such so the caller can adopt the existing Job (same name = same task attempt).
-  virtual ApiResult<nlohmann::json> create_job(const std::string& ns,
-                                               const nlohmann::json& job) = 0;
+  /// `stop` ends a back-off (429) wait with an error; a request already sent is let finish,
+  /// so the caller learns whether the Job exists.
+  virtual ApiResult<nlohmann::json> create_job(const std::string& ns, const nlohmann::json& job,
+                                               const std::atomic<bool>& stop) = 0;
   virtual ApiResult<nlohmann::json> get_job(const std::string& ns, const std::string& name) = 0;
   /// DELETE with propagationPolicy=Background so the Job's pods go too.
   virtual ApiResult<nlohmann::json> delete_job(const std::string& ns,

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <future>
+#include <map>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -111,6 +112,35 @@ Status check_pem_key(const std::string& pem, const std::string& where) {
   return Status::ok_status();
 }
 
+// A store holding every certificate of `pem` (checked by check_pem_certs beforehand).
+X509_STORE* store_from_pem(const std::string& pem) {
+  X509_STORE* store = X509_STORE_new();
+  BIO* bio = BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));
+  while (X509* cert = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr)) {
+    X509_STORE_add_cert(store, cert);
+    X509_free(cert);
+  }
+  BIO_free(bio);
+  ERR_clear_error();
+  return store;
+}
+
+std::atomic<int64_t> g_system_store_loads{0};
+
+// The system trust store (OpenSSL's default paths: SSL_CERT_FILE / SSL_CERT_DIR, else the
+// distribution's bundle), loaded at the first use and shared for the life of the process, as
+// Go's crypto/x509 loads its system pool once.
+X509_STORE* system_store() {
+  static X509_STORE* store = [] {
+    X509_STORE* s = X509_STORE_new();
+    X509_STORE_set_default_paths(s);
+    ERR_clear_error();  // a missing bundle file is not an error (the hashed directory may do)
+    g_system_store_loads.fetch_add(1);
+    return s;
+  }();
+  return store;
+}
+
 std::string reason_for_status(int code) {
   switch (code) {
     case 400: return "BadRequest";
@@ -194,6 +224,29 @@ enum class StreamEnd { kEof, kStopped, kCallerDone, kDropped };
 
 }  // namespace
 
+int64_t system_trust_store_loads() { return g_system_store_loads.load(); }
+
+}  // namespace mflow::kube
+
+// cpprest 2.10's asio client builds a new boost::asio::ssl::context for every connection and
+// calls set_default_verify_paths() on it before mflow's ssl_context_callback can act
+// (http_client_asio.cpp, upgrade_to_ssl): OpenSSL then parses the whole system CA bundle
+// (~140 certificates) per connection, which was 82% of mflow's CPU with one TLS connection
+// per log stream. mflow defines the function itself; the dynamic linker binds libcpprest's
+// call to the executable's definition, so every context shares the one store loaded at the
+// first call. A context whose store already holds something (not cpprest's) gets OpenSSL's
+// own behaviour. Trust is unchanged: the same default paths, read once per process.
+extern "C" int SSL_CTX_set_default_verify_paths(SSL_CTX* ctx) {
+  X509_STORE* own = SSL_CTX_get_cert_store(ctx);
+  if (own != nullptr && sk_X509_OBJECT_num(X509_STORE_get0_objects(own)) > 0) {
+    return X509_STORE_set_default_paths(own);
+  }
+  SSL_CTX_set1_cert_store(ctx, mflow::kube::system_store());
+  return 1;
+}
+
+namespace mflow::kube {
+
 std::vector<std::string> parse_warning_header(std::string_view value) {
   // Reads the quoted-string starting at value[i] (a '"'); leaves i after its closing quote.
   auto quoted = [&](size_t& i) {
@@ -224,13 +277,39 @@ struct RestApiClient::Impl {
   RequestStats stats;
   std::shared_ptr<TlsState> tls = std::make_shared<TlsState>();
 
+  // The kubeconfig's CA, parsed once; shared by every TLS connection (null: system store).
+  X509_STORE* ca_store = nullptr;
+
   std::mutex mu;
-  // Guarded by mu: the client for ordinary requests and the client cert it was built with.
-  std::shared_ptr<client::http_client> shared_client;
-  std::string shared_client_cert;
+  // Guarded by mu: one client per inactivity timeout (ordinary requests, watches, followed
+  // logs), each with its own pool of keep-alive connections, and the client cert they were
+  // built with. Sharing them means a log read or a watch reuses an idle connection instead
+  // of paying a TCP and TLS handshake.
+  std::map<std::chrono::seconds, std::shared_ptr<client::http_client>> clients;
+  std::string clients_cert;
   // Guarded by mu: warnings already passed to options.on_warning (each is reported once;
   // the same deprecation comes back on every create).
   std::set<std::string> warned;
+  // Guarded by mu: no request of this client is sent before this time, set by a 429 (the
+  // API server's flow control asks every client to slow down, not just one request).
+  std::chrono::steady_clock::time_point throttled_until{};
+
+  // Waits until the client's 429 back-off is over. False when `stop` ended the wait.
+  bool wait_out_throttle(const std::atomic<bool>* stop) {
+    std::chrono::steady_clock::time_point until;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      until = throttled_until;
+    }
+    auto now = std::chrono::steady_clock::now();
+    if (until <= now) return true;
+    return sleep_for(std::chrono::ceil<std::chrono::milliseconds>(until - now), stop);
+  }
+
+  void throttle_for(std::chrono::milliseconds d) {
+    std::lock_guard<std::mutex> lock(mu);
+    throttled_until = std::max(throttled_until, std::chrono::steady_clock::now() + d);
+  }
 
   void report_warnings(const http::http_headers& headers) {
     if (!options.on_warning) return;
@@ -243,21 +322,35 @@ struct RestApiClient::Impl {
   }
 
   Impl(Config c, RestOptions o)
-      : config(std::move(c)), options(std::move(o)), credentials(config, options.token_file_refresh) {}
+      : config(std::move(c)), options(std::move(o)), credentials(config, options.token_file_refresh) {
+    if (!config.ca_pem.empty()) ca_store = store_from_pem(config.ca_pem);
+  }
+  ~Impl() {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      clients.clear();
+    }
+    if (ca_store != nullptr) X509_STORE_free(ca_store);
+  }
+  Impl(const Impl&) = delete;
+  Impl& operator=(const Impl&) = delete;
 
   std::shared_ptr<client::http_client> make_client(std::chrono::seconds timeout, const Credential& cred) {
     client::http_client_config cfg;
     cfg.set_timeout(std::chrono::duration_cast<std::chrono::microseconds>(timeout));
     cfg.set_validate_certificates(!config.insecure_skip_tls_verify);
     auto tls_state = tls;
-    std::string ca = config.ca_pem;
+    X509_STORE* store = ca_store;
     bool verify = !config.insecure_skip_tls_verify;
     std::string cert = cred.client_cert_pem, key = cred.client_key_pem;
-    cfg.set_ssl_context_callback([tls_state, ca, verify, cert, key](boost::asio::ssl::context& ctx) {
-      if (!ca.empty()) {
+    RequestStats* counters = &stats;
+    // Runs once per new TLS connection (cpprest builds a context for each).
+    cfg.set_ssl_context_callback([tls_state, store, verify, cert, key, counters](
+                                     boost::asio::ssl::context& ctx) {
+      counters->tls_connections++;
+      if (store != nullptr) {
         // Only the kubeconfig's CA is trusted, as in client-go (not the system store too).
-        SSL_CTX_set_cert_store(ctx.native_handle(), X509_STORE_new());
-        ctx.add_certificate_authority(boost::asio::buffer(ca.data(), ca.size()));
+        SSL_CTX_set1_cert_store(ctx.native_handle(), store);
       }
       if (!cert.empty()) {
         ctx.use_certificate_chain(boost::asio::buffer(cert.data(), cert.size()));
@@ -269,19 +362,24 @@ struct RestApiClient::Impl {
     return std::make_shared<client::http_client>(config.server, cfg);
   }
 
-  std::shared_ptr<client::http_client> ordinary_client(const Credential& cred) {
+  // The shared client for requests with this inactivity timeout.
+  std::shared_ptr<client::http_client> client_for(std::chrono::seconds timeout, const Credential& cred) {
     std::lock_guard<std::mutex> lock(mu);
-    if (!shared_client || shared_client_cert != cred.client_cert_pem) {
-      shared_client = make_client(options.request_timeout, cred);
-      shared_client_cert = cred.client_cert_pem;
+    if (clients_cert != cred.client_cert_pem) {
+      clients.clear();  // a rotated client certificate: new connections must present it
+      clients_cert = cred.client_cert_pem;
     }
-    return shared_client;
+    auto& c = clients[timeout];
+    if (!c) c = make_client(timeout, cred);
+    return c;
   }
 
   // A failed connection can poison cpprest's pooled connection (cpprestsdk #660): start over.
   void drop_client(const std::shared_ptr<client::http_client>& c) {
     std::lock_guard<std::mutex> lock(mu);
-    if (!c || shared_client == c) shared_client.reset();
+    for (auto it = clients.begin(); it != clients.end();) {
+      it = !c || it->second == c ? clients.erase(it) : std::next(it);
+    }
   }
 
   void count(Verb verb, bool retry) {
@@ -410,8 +508,7 @@ struct RestApiClient::Impl {
 
   // Runs `call` with the retry policy of the class comment. On success the response's body
   // has not been read yet (streams read it as it arrives). `stop` may be null.
-  ApiResult<http::http_response> execute(const Call& call, bool dedicated_client,
-                                         std::chrono::seconds timeout,
+  ApiResult<http::http_response> execute(const Call& call, std::chrono::seconds timeout,
                                          const pplx::cancellation_token& token,
                                          const std::atomic<bool>* stop) {
     ApiResult<http::http_response> result;
@@ -423,20 +520,27 @@ struct RestApiClient::Impl {
                                 fmt::format("cannot {}: {}", call.what(), cred.status().message()), 0};
         return result;
       }
-      auto c = dedicated_client ? make_client(timeout, *cred) : ordinary_client(*cred);
+      if (!wait_out_throttle(stop)) {
+        result.error = ApiError{0, "Cancelled",
+                                fmt::format("cannot {}: stopped while the API server asked "
+                                            "clients to back off (HTTP 429)", call.what()),
+                                0};
+        return result;
+      }
+      auto c = client_for(timeout, *cred);
       count(call.verb, attempt > 0);
       auto outcome = send_once(*c, call, *cred, token);
       ApiError error;
       bool retryable = false;
       if (auto* f = std::get_if<TransportFailure>(&outcome)) {
-        if (!dedicated_client) drop_client(c);
+        drop_client(c);
         error = transport_error(call, *f);
         retryable = !f->tls && (!call.is_write() || f->not_sent);
       } else {
         http::http_response& resp = std::get<http::http_response>(outcome);
         int code = resp.status_code();
-        report_warnings(resp.headers());
         if (code < 400) {
+          report_warnings(resp.headers());
           result.value = std::move(resp);
           return result;
         }
@@ -447,6 +551,8 @@ struct RestApiClient::Impl {
           // The error body is only decoration; the status code decides.
         }
         error = status_error(call, code, body, resp.headers());
+        if (code == 429) throttle_for(backoff(attempt, error.retry_after_seconds));
+        report_warnings(resp.headers());
         if (code == 401 && !reauthenticated && credentials.invalidate()) {
           reauthenticated = true;
           --attempt;  // a credential refresh is not a backoff retry
@@ -468,9 +574,9 @@ struct RestApiClient::Impl {
     }
   }
 
-  ApiResult<json> execute_json(const Call& call) {
+  ApiResult<json> execute_json(const Call& call, const std::atomic<bool>* stop = nullptr) {
     ApiResult<json> out;
-    auto r = execute(call, false, options.request_timeout, pplx::cancellation_token::none(), nullptr);
+    auto r = execute(call, options.request_timeout, pplx::cancellation_token::none(), stop);
     if (!r.ok()) {
       out.error = r.error;
       return out;
@@ -583,7 +689,8 @@ Result<std::unique_ptr<RestApiClient>> RestApiClient::create(Config config, Rest
   return std::unique_ptr<RestApiClient>(new RestApiClient(std::move(impl)));
 }
 
-ApiResult<json> RestApiClient::create_job(const std::string& ns, const json& job) {
+ApiResult<json> RestApiClient::create_job(const std::string& ns, const json& job,
+                                          const std::atomic<bool>& stop) {
   Call call;
   call.verb = Verb::kCreate;
   call.resource = "jobs";
@@ -592,7 +699,7 @@ ApiResult<json> RestApiClient::create_job(const std::string& ns, const json& job
   call.method = http::methods::POST;
   call.path_and_query = with_query(collection_path(Resource::kJobs, ns), {{"fieldManager", "mflow"}});
   call.body = job.dump();
-  return impl_->execute_json(call);
+  return impl_->execute_json(call, &stop);
 }
 
 ApiResult<json> RestApiClient::get_job(const std::string& ns, const std::string& name) {
@@ -695,7 +802,7 @@ ApiResult<bool> RestApiClient::watch(Resource resource, const std::string& ns,
   // quiet watch ends by the server's clean close, not by our socket being torn down.
   auto timeout = std::chrono::seconds(impl_->options.watch_timeout_seconds + 30);
   pplx::cancellation_token_source cts;
-  auto resp = impl_->execute(call, true, timeout, cts.get_token(), &stop);
+  auto resp = impl_->execute(call, timeout, cts.get_token(), &stop);
   if (!resp.ok()) {
     if (resp.error.http_status == 410) {
       // An HTTP-level 410 means the same as the ERROR event: relist.
@@ -766,7 +873,7 @@ ApiResult<bool> RestApiClient::read_pod_log(const std::string& ns, const std::st
   // A followed log is quiet while the container is; the inactivity timeout must not end it.
   auto timeout = follow ? std::chrono::seconds(24 * 3600) : impl_->options.request_timeout;
   pplx::cancellation_token_source cts;
-  auto resp = impl_->execute(call, true, timeout, cts.get_token(), &stop);
+  auto resp = impl_->execute(call, timeout, cts.get_token(), &stop);
   if (!resp.ok()) {
     if (stop.load()) {
       out.value = true;

@@ -3,7 +3,10 @@
 // kubeconfig's CA (or the system store) unless the kubeconfig says insecure-skip-tls-verify.
 // Reads retry 429/5xx/connection failures with exponential backoff honouring Retry-After;
 // writes retry only what the server provably did not process (429, refused connections);
-// a 401 refreshes the credential (exec plugin, token file) and retries once. Thread-safe.
+// a 401 refreshes the credential (exec plugin, token file) and retries once. A 429 holds back
+// every request of the client until its Retry-After (or backoff) has passed. Connections are
+// kept alive and reused (one pool per inactivity timeout), and every TLS connection shares
+// one parsed CA store. Thread-safe.
 #pragma once
 
 #include <chrono>
@@ -42,6 +45,10 @@ struct RestOptions {
   std::function<void(const std::string&)> on_warning;
 };
 
+/// How many times this process loaded the system trust store (OpenSSL's default verify
+/// paths): at most once, however many TLS connections were opened. For `-v` and tests.
+int64_t system_trust_store_loads();
+
 /// The warn-texts of a Warning header value (RFC 7234 §5.5: `299 - "text"`, several
 /// separated by commas; `\"` escapes a quote). Exposed for tests.
 std::vector<std::string> parse_warning_header(std::string_view value);
@@ -56,7 +63,8 @@ class RestApiClient : public ApiClient {
   RestApiClient(const RestApiClient&) = delete;
   RestApiClient& operator=(const RestApiClient&) = delete;
 
-  ApiResult<nlohmann::json> create_job(const std::string& ns, const nlohmann::json& job) override;
+  ApiResult<nlohmann::json> create_job(const std::string& ns, const nlohmann::json& job,
+                                       const std::atomic<bool>& stop) override;
   ApiResult<nlohmann::json> get_job(const std::string& ns, const std::string& name) override;
   ApiResult<nlohmann::json> delete_job(const std::string& ns, const std::string& name) override;
   /// Follows `continue` tokens (limit = list_page_size) and returns all items with the

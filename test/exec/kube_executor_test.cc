@@ -109,8 +109,12 @@ struct Fixture {
     auto s = executor->start(l);
     INFO(s.message());
     REQUIRE(s.ok());
-    // Script the cluster only once the executor follows it (list done, watches open).
+    // Script the cluster only once the executor follows it (list done, watches open) and
+    // its creator thread created the Job.
     REQUIRE(api.wait_for_watchers(2));
+    auto until = exec::Clock::now() + 5s;
+    while (!api.job("default", name(l)) && exec::Clock::now() < until) std::this_thread::sleep_for(1ms);
+    REQUIRE(api.job("default", name(l)));
     return name(l);
   }
 
@@ -397,16 +401,22 @@ TEST_CASE_METHOD(Fixture, "kube: a lost create response is adopted, a foreign Jo
   json foreign = executor->manifest_for(other).value();
   foreign["metadata"]["annotations"][exec::kAnnotationRun] = "999";
   api.put_job("default", foreign);
-  auto s = executor->start(other);
-  REQUIRE_FALSE(s.ok());
-  CHECK(s.message().find("already exists") != std::string::npos);
-  CHECK(s.message().find("kubectl delete job -n default") != std::string::npos);
+  // A refused create is the attempt's kLaunchFailed completion (creates run on the pool).
+  REQUIRE(executor->start(other).ok());
+  REQUIRE(await(1));
+  CHECK(done[0].key == "t/0");
+  CHECK(done[0].outcome == exec::Outcome::kLaunchFailed);
+  CHECK(done[0].reason.find("already exists") != std::string::npos);
+  CHECK(done[0].reason.find("kubectl delete job -n default") != std::string::npos);
   CHECK(executor->running() == 1);
 
   api.fail_next_create({403, "Forbidden", "jobs.batch is forbidden: User \"x\" cannot create resource \"jobs\"", 0});
-  auto refused = executor->start(launch("u"));
-  REQUIRE_FALSE(refused.ok());
-  CHECK(refused.message().find("forbidden") != std::string::npos);
+  REQUIRE(executor->start(launch("u")).ok());
+  REQUIRE(await(2));
+  CHECK(done[1].key == "u/0");
+  CHECK(done[1].outcome == exec::Outcome::kLaunchFailed);
+  CHECK(done[1].reason.find("forbidden") != std::string::npos);
+  CHECK(executor->running() == 1);
 }
 
 TEST_CASE_METHOD(Fixture, "kube: cancel_all deletes every Job of the run", "[kube]") {

@@ -20,6 +20,8 @@
 namespace mflow::kube {
 namespace {
 
+const std::atomic<bool> kNoStop{false};
+
 using Catch::Matchers::Contains;
 using json = nlohmann::json;
 using namespace std::chrono_literals;
@@ -90,12 +92,12 @@ TEST_CASE("RestApiClient on fake-kube: a Job's life over HTTPS with a bearer tok
                    {{"restartPolicy", "Never"},
                     {"containers", {{{"name", "main"}, {"image", "busybox"},
                                      {"command", {"sh", "-c", "echo hello from the pod"}}}}}}}}}}}};
-  auto created = client->create_job("default", job);
+  auto created = client->create_job("default", job, kNoStop);
   INFO(created.error.message);
   REQUIRE(created.ok());
   CHECK((*created.value)["metadata"]["uid"].is_string());
 
-  auto again = client->create_job("default", job);
+  auto again = client->create_job("default", job, kNoStop);
   REQUIRE(!again.ok());
   CHECK(again.error.reason == "AlreadyExists");
 

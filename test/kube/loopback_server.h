@@ -122,6 +122,11 @@ class LoopbackServer {
     std::lock_guard<std::mutex> lock(mu_);
     return requests_.size();
   }
+  /// Connections accepted so far (a client that reuses connections opens few).
+  size_t connection_count() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return connections_.size();
+  }
   bool stopping() const { return stopping_.load(); }
 
  private:

@@ -6,6 +6,8 @@
 #include <condition_variable>
 #include <cstdlib>
 #include <fstream>
+#include <future>
+#include <optional>
 #include <thread>
 
 #include <catch2/catch.hpp>
@@ -71,7 +73,7 @@ TEST_CASE("RestApiClient: create, get, delete send the right requests", "[kube]"
   });
   auto client = make_client(server.url(), "secret-token");
   json job = {{"apiVersion", "batch/v1"}, {"kind", "Job"}, {"metadata", {{"name", "j1"}}}};
-  auto created = client->create_job("team-a", job);
+  auto created = client->create_job("team-a", job, kNoStop);
   REQUIRE(created.ok());
   CHECK((*created.value)["metadata"]["uid"] == "u-1");
   auto got = client->get_job("team-a", "j1");
@@ -143,14 +145,14 @@ TEST_CASE("RestApiClient: Status errors become messages naming verb, resource, n
     }
   });
   auto client = make_client(server.url());
-  auto forbidden = client->create_job("foo", {{"metadata", {{"generateName", "x-"}}}});
+  auto forbidden = client->create_job("foo", {{"metadata", {{"generateName", "x-"}}}}, kNoStop);
   REQUIRE(!forbidden.ok());
   CHECK(forbidden.error.http_status == 403);
   CHECK(forbidden.error.reason == "Forbidden");
   CHECK_THAT(forbidden.error.message,
              Contains("forbidden: cannot create jobs in namespace \"foo\" (HTTP 403): jobs.batch is forbidden: "
                       "User \"dev\" cannot create"));
-  auto exists = client->create_job("bar", {{"metadata", {{"name", "j1"}}}});
+  auto exists = client->create_job("bar", {{"metadata", {{"name", "j1"}}}}, kNoStop);
   REQUIRE(!exists.ok());
   CHECK(exists.error.reason == "AlreadyExists");
   CHECK_THAT(exists.error.message,
@@ -177,7 +179,7 @@ TEST_CASE("RestApiClient: 429 with Retry-After is retried, even for a create", "
   });
   auto client = make_client(server.url());
   auto start = std::chrono::steady_clock::now();
-  auto r = client->create_job("ns", {{"metadata", {{"name", "j"}}}});
+  auto r = client->create_job("ns", {{"metadata", {{"name", "j"}}}}, kNoStop);
   auto elapsed = std::chrono::steady_clock::now() - start;
   REQUIRE(r.ok());
   CHECK(server.request_count() == 3);
@@ -203,7 +205,7 @@ TEST_CASE("RestApiClient: 5xx retried for reads, surfaced for writes", "[kube]")
   CHECK(server.request_count() == 3);
   CHECK(client->stats().retries == 2);
 
-  auto created = client->create_job("ns", {{"metadata", {{"name", "j"}}}});
+  auto created = client->create_job("ns", {{"metadata", {{"name", "j"}}}}, kNoStop);
   REQUIRE(!created.ok());
   CHECK(server.request_count() == 4);  // exactly one POST: the server may have created the Job
   CHECK(created.error.http_status == 503);
@@ -227,7 +229,7 @@ TEST_CASE("RestApiClient: an unreachable server is named; refused connections ar
     port = closed.port();
   }
   auto client = make_client(fmt::format("http://127.0.0.1:{}", port));
-  auto r = client->create_job("ns", {{"metadata", {{"name", "j"}}}});
+  auto r = client->create_job("ns", {{"metadata", {{"name", "j"}}}}, kNoStop);
   REQUIRE(!r.ok());
   CHECK(r.error.http_status == 0);
   CHECK_THAT(r.error.message, Contains("cannot create jobs \"j\" in namespace \"ns\": cannot reach the "
@@ -426,6 +428,104 @@ struct Certs {
   }
 };
 
+TEST_CASE("RestApiClient: issue_8 connections are reused and share one parsed CA store", "[kube]") {
+  Certs certs;
+  LoopbackServer server(
+      [](const HttpRequest& req, HttpWriter& w) {
+        if (req.query.count("follow") != 0) {
+          w.start_chunked(200, "text/plain");
+          w.chunk("followed\n");
+          w.end_chunks();
+        } else if (req.path.size() > 4 && req.path.substr(req.path.size() - 4) == "/log") {
+          w.respond(200, "whole\n", "text/plain");
+        } else {
+          w.respond(200, R"({"kind":"Job"})");
+        }
+      },
+      certs.path("server.crt"), certs.path("server.key"));
+  Config c;
+  c.server = server.url();
+  c.source = "test";
+  c.ca_pem = certs.pem("ca.crt");
+  auto client = std::move(RestApiClient::create(c, fast_options())).value();
+  for (int i = 0; i < 5; ++i) {
+    std::string log;
+    REQUIRE(client->get_job("ns", "j").ok());
+    REQUIRE(client->read_pod_log("ns", "p", true, [&](std::string_view d) { log += d; }, kNoStop).ok());
+    REQUIRE(client->read_pod_log("ns", "p", false, [&](std::string_view d) { log += d; }, kNoStop).ok());
+    CHECK(log == "followed\nwhole\n");
+    // cpprest returns a connection to its pool on its own thread, just after the response.
+    std::this_thread::sleep_for(50ms);
+  }
+  // Keep-alive connections, one pool for the ordinary requests and one for followed logs
+  // (another inactivity timeout): 2 connections, a few more if a request overtook the return
+  // of a connection to the pool; a connection per log stream would be 11.
+  CHECK(client->stats().tls_connections >= 2);
+  CHECK(client->stats().tls_connections <= 6);
+  CHECK(server.connection_count() == static_cast<size_t>(client->stats().tls_connections.load()));
+
+  // The system trust store (which does not know the test CA: verification fails) is loaded
+  // once per process, however many connections are opened with it.
+  c.ca_pem.clear();
+  auto system = std::move(RestApiClient::create(c, fast_options())).value();
+  for (int i = 0; i < 3; ++i) CHECK(system->get_job("ns", "j").error.reason == "TLSError");
+  CHECK(system->stats().tls_connections == 3);
+  CHECK(system_trust_store_loads() == 1);
+}
+
+TEST_CASE("RestApiClient: issue_8 a 429 holds back every request of the client", "[kube]") {
+  using Clock = std::chrono::steady_clock;
+  std::mutex mu;
+  std::optional<Clock::time_point> refused_at, other_at;
+  LoopbackServer server([&](const HttpRequest& req, HttpWriter& w) {
+    std::lock_guard<std::mutex> lock(mu);
+    if (req.path.find("/first") != std::string::npos && !refused_at) {
+      refused_at = Clock::now();
+      w.respond(429, "Too many requests, please try again later.\n", "text/plain",
+                {{"Retry-After", "1"}, {"Warning", R"(299 - "throttled")"}});
+      return;
+    }
+    if (req.path.find("/other") != std::string::npos) other_at = Clock::now();
+    w.respond(200, R"({"kind":"Job"})");
+  });
+  // The Warning of the 429 is reported after the client took note of the back-off, so the
+  // second request below is sent while it is in force.
+  std::promise<void> throttled;
+  RestOptions options = fast_options();
+  options.on_warning = [&](const std::string&) { throttled.set_value(); };
+  auto client = make_client(server.url(), "", options);
+  std::thread first([&] { CHECK(client->get_job("ns", "first").ok()); });
+  REQUIRE(throttled.get_future().wait_for(10s) == std::future_status::ready);
+  REQUIRE(client->get_job("ns", "other").ok());
+  first.join();
+  std::lock_guard<std::mutex> lock(mu);
+  REQUIRE(refused_at);
+  REQUIRE(other_at);
+  CHECK(*other_at - *refused_at >= 1s);
+}
+
+TEST_CASE("RestApiClient: issue_8 stop ends a create's 429 wait without sending it again", "[kube]") {
+  LoopbackServer server([](const HttpRequest&, HttpWriter& w) {
+    w.respond(429, "Too many requests, please try again later.\n", "text/plain",
+              {{"Retry-After", "30"}, {"Warning", R"(299 - "throttled")"}});
+  });
+  std::promise<void> throttled;
+  RestOptions options = fast_options();
+  options.on_warning = [&](const std::string&) { throttled.set_value(); };
+  auto client = make_client(server.url(), "", options);
+  std::atomic<bool> stop{false};
+  auto pending = std::async(std::launch::async, [&] {
+    return client->create_job("ns", {{"metadata", {{"name", "j"}}}}, stop);
+  });
+  REQUIRE(throttled.get_future().wait_for(10s) == std::future_status::ready);
+  stop = true;
+  REQUIRE(pending.wait_for(5s) == std::future_status::ready);  // not the 30 s of Retry-After
+  auto r = pending.get();
+  CHECK(!r.ok());
+  CHECK(r.error.http_status == 429);
+  CHECK(server.request_count() == 1);
+}
+
 TEST_CASE("RestApiClient: TLS verified against the kubeconfig CA", "[kube]") {
   Certs certs;
   LoopbackServer server([](const HttpRequest&, HttpWriter& w) { w.respond(200, R"({"kind":"Job"})"); },
@@ -508,7 +608,7 @@ TEST_CASE("RestApiClient: each distinct Warning header reaches on_warning once",
   options.on_warning = [&](const std::string& text) { seen.push_back(text); };
   auto client = make_client(server.url(), "", options);
   for (const char* name : {"a", "b"}) {
-    REQUIRE(client->create_job("ns", {{"metadata", {{"name", name}}}}).ok());
+    REQUIRE(client->create_job("ns", {{"metadata", {{"name", name}}}}, kNoStop).ok());
   }
   CHECK(seen == std::vector<std::string>{R"(deprecated "x")"});
 }

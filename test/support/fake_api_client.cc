@@ -60,7 +60,8 @@ bool FakeApiClient::matches(const json& obj, const std::string& selector) {
   return true;
 }
 
-ApiResult<json> FakeApiClient::create_job(const std::string& ns, const json& job) {
+ApiResult<json> FakeApiClient::create_job(const std::string& ns, const json& job,
+                                          const std::atomic<bool>&) {
   ++stats_.creates;
   std::lock_guard lock(mu_);
   std::string name = job["metadata"]["name"].get<std::string>();

@@ -26,8 +26,8 @@ class FakeApiClient : public kube::ApiClient {
   FakeApiClient() = default;
 
   // kube::ApiClient
-  kube::ApiResult<nlohmann::json> create_job(const std::string& ns,
-                                             const nlohmann::json& job) override;
+  kube::ApiResult<nlohmann::json> create_job(const std::string& ns, const nlohmann::json& job,
+                                             const std::atomic<bool>& stop) override;
   kube::ApiResult<nlohmann::json> get_job(const std::string& ns, const std::string& name) override;
   kube::ApiResult<nlohmann::json> delete_job(const std::string& ns,
                                              const std::string& name) override;

@@ -96,12 +96,14 @@ class Stats:
         self.active_jobs = set()
         self.active_pods = set()
         self.containers_running = 0
+        self.in_flight = {}  # "verb resource" -> requests being handled right now
         self.reset()
 
     def reset(self):
         """Zeroes the counters; peaks restart from what is active right now."""
         with self.lock:
             self.requests = {}
+            self.max_in_flight = dict(self.in_flight)
             self.watches_opened = 0
             self.faults_applied = 0
             self.max_active_jobs = len(self.active_jobs)
@@ -115,6 +117,19 @@ class Stats:
         with self.lock:
             key = verb + " " + resource
             self.requests[key] = self.requests.get(key, 0) + 1
+
+    def begin(self, verb, resource):
+        """Counts a request and marks it in flight until done(verb, resource)."""
+        self.count(verb, resource)
+        with self.lock:
+            key = verb + " " + resource
+            self.in_flight[key] = self.in_flight.get(key, 0) + 1
+            self.max_in_flight[key] = max(self.max_in_flight.get(key, 0), self.in_flight[key])
+
+    def done(self, verb, resource):
+        with self.lock:
+            key = verb + " " + resource
+            self.in_flight[key] -= 1
 
     def on_event(self, ev):
         """Store listener: tracks unfinished Jobs and Pending/Running pods."""
@@ -158,6 +173,7 @@ class Stats:
             return {"requests": dict(sorted(self.requests.items())),
                     "requests_by_verb": dict(sorted(by_verb.items())),
                     "requests_total": sum(by_verb.values()),
+                    "max_in_flight": dict(sorted(self.max_in_flight.items())),
                     "watches_opened": self.watches_opened,
                     "watches_active": self.watches_active,
                     "faults_applied": self.faults_applied,
@@ -494,6 +510,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.close_connection = False
         self.body_read = False
         url = urllib.parse.urlsplit(self.path)
+        counted = None
         path = url.path
         self.query = urllib.parse.parse_qs(url.query, keep_blank_values=True)
         try:
@@ -503,9 +520,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.info = info
             res_name = info.resource + ("/" + info.subresource if info.subresource else "")
             if info.is_resource:
-                self.server.stats.count(info.verb, res_name)
+                counted = (info.verb, res_name)
             else:
-                self.server.stats.count(method.lower(), "nonresource")
+                counted = (method.lower(), "nonresource")
+            self.server.stats.begin(*counted)
             user = self._authenticate()
             if user is None:
                 raise km.ApiError(401, "Unauthorized", "Unauthorized")
@@ -519,6 +537,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     self.server.stats.faults_applied += 1
                 if self._apply_fault(fault, info, res_name):
                     return
+            # --latency: the time a real API server spends in admission and the etcd write
+            # before the object exists and the response goes out (faults above answer first,
+            # as flow control's 429 does).
+            latency = self.server.opts.latency_by_verb.get(info.verb or method.lower())
+            if latency:
+                time.sleep(latency)
             if fault is not None and fault["action"] == "drop-response":
                 # Process the request for real, then lose the response.
                 self.wfile = _NullWriter()
@@ -539,6 +563,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 pass
         except (BrokenPipeError, ConnectionResetError, ssl.SSLError, TimeoutError):
             self.close_connection = True
+        finally:
+            if counted is not None:
+                self.server.stats.done(*counted)
 
     def _apply_fault(self, fault, info, res_name):
         """Returns True when the fault answered the request."""
@@ -1369,6 +1396,9 @@ def parse_args(argv):
                    help="seconds before re-creating a failed Job pod (doubles, capped at x36)")
     p.add_argument("--pod-backoff", type=float, default=10.0,
                    help="CrashLoopBackOff / ImagePullBackOff base delay in seconds")
+    p.add_argument("--latency", action="append", default=[], metavar="VERB=SECONDS",
+                   help="answer every request of a kubectl verb (create, get, list, delete, "
+                        "...) after SECONDS, e.g. create=0.2 (repeatable)")
     p.add_argument("--start-delay", type=float, default=0.1,
                    help="seconds a container stays in ContainerCreating")
     p.add_argument("--bookmark-interval", type=float, default=60.0)
@@ -1387,6 +1417,16 @@ def parse_args(argv):
         p.error("--tls-cert and --tls-key go together")
     if opts.client_ca and not opts.tls_cert:
         p.error("--client-ca needs --tls-cert/--tls-key (client certificates need TLS)")
+    opts.latency_by_verb = {}
+    for spec in opts.latency:
+        verb, sep, seconds = spec.partition("=")
+        try:
+            value = float(seconds)
+        except ValueError:
+            value = -1.0
+        if not sep or not verb or value < 0:
+            p.error("--latency wants VERB=SECONDS (e.g. create=0.2), got %r" % spec)
+        opts.latency_by_verb[verb] = value
     return opts
 
 
