@@ -2,10 +2,13 @@
 # 1,000 trivial Kubernetes tasks on the fake cluster (issue 4, "Proof"): a foreach of N splits
 # with --max-workers 16, every step a batch/v1 Job, over HTTPS with a test CA and a token.
 # Prints the API requests by verb and resource (as the fake API server counted them), the
-# watches opened, mflow's CPU time (user+sys) and peak RSS (/usr/bin/time), the wall time,
-# and the same per task. Figures only: nothing is asserted beyond the run succeeding.
+# watches opened, mflow's CPU time (user+sys) and peak RSS (/usr/bin/time), the wall time, the
+# TLS connections mflow opened and how often it loaded the system CA store, and the same per
+# task; issue 8's target is at most 5 ms of mflow CPU per task at 1,000 tasks. With
+# MFLOW_BEFORE=path/to/older/mflow the same run is made with that binary first and both are
+# printed side by side. Figures only: nothing is asserted beyond the runs succeeding.
 # Usage: bench/kube_fake_cluster.sh [N]   (default 1000; BENCH_QUICK=1: 100;
-#        MFLOW=path/to/mflow, default ./build/mflow; WORKERS=16)
+#        MFLOW=path/to/mflow, default ./build/mflow; MFLOW_BEFORE=...; WORKERS=16)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 MFLOW=${MFLOW:-$root/build/mflow}
@@ -72,45 +75,73 @@ steps:
     run: echo "joined=\$(cat "\$MFLOW_INPUT_DIR/count")"
 YAML
 
-fake POST /_fake/stats/reset > /dev/null
-echo "running $n trivial tasks (+3) on the fake cluster, --max-workers $workers ..." >&2
-status=0
-/usr/bin/time -f "%e %U %S %M" -o time.txt "$MFLOW" run flow.yaml --with kubernetes \
-  --max-workers "$workers" --max-num-splits "$n" -v > out.txt 2> err.txt || status=$?
-if [ "$status" != 0 ] || ! grep -q "joined=$n" out.txt; then
-  echo "the run failed (exit $status):" >&2; tail -5 out.txt >&2; tail -20 err.txt >&2; exit 1
+# `run_bench BINARY DIR`: one run of the flow; its time, the server's stats and mflow's stderr
+# go to DIR.
+run_bench() {
+  local bin=$1 dir=$2 status=0
+  mkdir -p "$dir"
+  fake POST /_fake/stats/reset > /dev/null
+  echo "running $n trivial tasks (+3) on the fake cluster, --max-workers $workers, $bin ..." >&2
+  /usr/bin/time -f "%e %U %S %M" -o "$dir/time.txt" "$bin" -v run flow.yaml --with kubernetes \
+    --max-workers "$workers" --max-num-splits "$n" > "$dir/out.txt" 2> "$dir/err.txt" || status=$?
+  if [ "$status" != 0 ] || ! grep -q "joined=$n" "$dir/out.txt"; then
+    echo "the run failed (exit $status):" >&2; tail -5 "$dir/out.txt" >&2; tail -20 "$dir/err.txt" >&2; exit 1
+  fi
+  fake GET /_fake/stats > "$dir/stats.json"
+}
+dirs=()
+if [ -n "${MFLOW_BEFORE:-}" ]; then
+  run_bench "$MFLOW_BEFORE" before
+  dirs+=(before)
 fi
-fake GET /_fake/stats > stats.json
-mflow_line=$(grep -o "Kubernetes API requests: .*" err.txt || true)
+run_bench "$MFLOW" after
+dirs+=(after)
 
-python3 - "$n" "$workers" time.txt stats.json "$mflow_line" <<'PY'
-import json, sys
-n, workers = int(sys.argv[1]), int(sys.argv[2])
-wall, user, sys_cpu, rss_kb = open(sys.argv[3]).read().split()[-4:]
-wall, cpu, rss_kb = float(wall), float(user) + float(sys_cpu), int(rss_kb)
-s = json.load(open(sys.argv[4]))
+python3 - "$n" "$workers" "${dirs[@]}" <<'PY'
+import json, re, sys
+n, workers, dirs = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3:]
 tasks = n + 3  # start, the n splits, join, end: one Job each
-print(f"mflow run of {tasks} Kubernetes tasks ({n} foreach splits, --max-workers {workers}) on the fake cluster")
-print(f"  Jobs created {s['jobs']['created']}, at most {s['jobs']['max_active']} active; "
-      f"pods created {s['pods']['created']}")
+runs = []
+for d in dirs:
+    wall, user, sys_cpu, rss_kb = open(d + "/time.txt").read().split()[-4:]
+    err = open(d + "/err.txt").read()
+    m = re.search(r"Kubernetes API requests: .*", err)
+    tls = re.search(r"(\d+) TLS connections, system trust store loaded (\d+) time", err)
+    runs.append({"name": d, "wall": float(wall), "cpu": float(user) + float(sys_cpu),
+                 "rss": int(rss_kb) / 1024, "stats": json.load(open(d + "/stats.json")),
+                 "line": m.group(0) if m else "", "tls": tls.groups() if tls else None})
+cols = "".join("%20s" % ("%s per task" % r["name"] if len(runs) > 1 else "per task") for r in runs)
+print(f"mflow run of {tasks} Kubernetes tasks ({n} foreach splits, --max-workers {workers}) on the "
+      "fake cluster over HTTPS")
+for r in runs:
+    s = r["stats"]
+    print(f"  {r['name']}: Jobs created {s['jobs']['created']}, at most {s['jobs']['max_active']} "
+          f"active; pods created {s['pods']['created']}")
 print()
-print(f"  {'API requests (server side)':40} {'total':>8} {'per task':>9}")
-for verb, count in s["requests_by_verb"].items():
-    print(f"  {verb:40} {count:8d} {count / tasks:9.3f}")
-print(f"  {'all':40} {s['requests_total']:8d} {s['requests_total'] / tasks:9.3f}")
+print(f"  {'mflow (orchestrator)':40}{cols}")
+def row(label, values):
+    print(f"  {label:40}" + "".join("%20s" % v for v in values))
+row("CPU time user+sys per task", ["%.2f ms" % (r["cpu"] / tasks * 1000) for r in runs])
+row("  (target of issue 8: at most 5 ms)", ["" for r in runs])
+row("CPU time user+sys, whole run", ["%.2f s" % r["cpu"] for r in runs])
+row("wall time, whole run", ["%.2f s" % r["wall"] for r in runs])
+row("peak RSS", ["%.1f MiB" % r["rss"] for r in runs])
+row("TLS connections opened", [r["tls"][0] if r["tls"] else "(not reported)" for r in runs])
+row("system CA store loads", [r["tls"][1] if r["tls"] else "(not reported)" for r in runs])
+print()
+print(f"  {'API requests per task (server side)':40}{cols}")
+verbs = sorted({v for r in runs for v in r["stats"]["requests_by_verb"]})
+for verb in verbs:
+    row(verb, ["%.3f" % (r["stats"]["requests_by_verb"].get(verb, 0) / tasks) for r in runs])
+row("all", ["%.3f" % (r["stats"]["requests_total"] / tasks) for r in runs])
+keys = sorted({k for r in runs for k in r["stats"]["requests"] if not k.startswith("jobcontroller ")})
 print("    by verb and resource:")
-for key, count in s["requests"].items():
-    if key.startswith("jobcontroller "):
-        continue  # the simulated Job controller's own pod creates, not mflow's requests
-    print(f"    {key:38} {count:8d} {count / tasks:9.3f}")
-print(f"  {'watches opened':40} {s['watches_opened']:8d} {s['watches_opened'] / tasks:9.3f}")
-print()
-print(f"  {'mflow (orchestrator)':40} {'total':>8} {'per task':>9}")
-print(f"  {'CPU time user+sys (s)':40} {cpu:8.2f} {cpu / tasks * 1000:7.2f}ms")
-print(f"  {'wall time (s)':40} {wall:8.2f} {wall / tasks * 1000:7.2f}ms")
-print(f"  {'peak RSS (MiB)':40} {rss_kb / 1024:8.1f}")
-if sys.argv[5]:
-    print(f"  mflow -v: {sys.argv[5]}")
+for key in keys:
+    row("  " + key, ["%.3f" % (r["stats"]["requests"].get(key, 0) / tasks) for r in runs])
+row("watches opened (total)", [str(r["stats"]["watches_opened"]) for r in runs])
+for r in runs:
+    if r["line"]:
+        print(f"  mflow -v ({r['name']}): {r['line']}")
 print()
 print("Reference (issue 4): Metaflow follows each Kubernetes Job by polling it, one poll loop per")
 print("Job for as long as it runs, so its API reads grow with tasks x duration / poll interval and")
