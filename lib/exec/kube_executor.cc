@@ -769,7 +769,17 @@ void KubeExecutor::follow_log(std::shared_ptr<Attempt> a, std::string pod,
 }
 
 void KubeExecutor::delete_jobs(const std::vector<std::pair<std::string, std::string>>& jobs) {
-  for (const auto& [ns, name] : jobs) (void)api_.delete_job(ns, name);
+  // As many deletes in flight as creates: stopping a wide foreach must not take one API
+  // round trip per Job in turn.
+  size_t threads = std::min(jobs.size(), static_cast<size_t>(std::max(1, options_.defaults.parallel_creates)));
+  std::atomic<size_t> next{0};
+  auto work = [&] {
+    for (size_t i; (i = next++) < jobs.size();) (void)api_.delete_job(jobs[i].first, jobs[i].second);
+  };
+  std::vector<std::thread> helpers;
+  for (size_t t = 1; t < threads; ++t) helpers.emplace_back(work);
+  work();
+  for (auto& t : helpers) t.join();
 }
 
 void KubeExecutor::reap_followers() {
@@ -857,16 +867,18 @@ void KubeExecutor::cancel_all() {
   delete_jobs(to_delete);
   // Also the Jobs mflow did not track any more (finished ones) or whose create response was
   // lost: Ctrl-C leaves nothing of the run behind.
+  std::vector<std::pair<std::string, std::string>> untracked;
   for (const auto& ns : namespaces) {
     auto listed = api_.list(Resource::kJobs, ns, selector_);
     if (!listed.ok()) continue;
     for (const auto& job : listed.value->items) {
       std::pair<std::string, std::string> key{ns, str(at(job, "metadata"), "name")};
       if (std::find(to_delete.begin(), to_delete.end(), key) == to_delete.end()) {
-        (void)api_.delete_job(key.first, key.second);
+        untracked.push_back(std::move(key));
       }
     }
   }
+  delete_jobs(untracked);
 }
 
 }  // namespace mflow::exec

@@ -502,9 +502,10 @@ TEST_CASE_METHOD(Fixture, "issue_8 kube: a Job of another datastore is neither a
   foreign["metadata"]["annotations"][exec::kAnnotationDatastore] = "ffffffffffffffffffffffffffffffff";
   foreign["metadata"]["labels"][exec::kLabelDatastore] = "ffffffffffffffffffffffffffffffff";
   api.put_job("default", foreign);
-  auto s = executor->start(l);
-  REQUIRE_FALSE(s.ok());
-  CHECK(s.message().find("another datastore") != std::string::npos);
+  REQUIRE(executor->start(l).ok());
+  REQUIRE(await(1));
+  CHECK(done[0].outcome == exec::Outcome::kLaunchFailed);
+  CHECK(done[0].reason.find("another datastore") != std::string::npos);
 
   // Ctrl-C lists the run's Jobs by datastore and run: a Job with the same run label from
   // another datastore stays.
@@ -513,7 +514,7 @@ TEST_CASE_METHOD(Fixture, "issue_8 kube: a Job of another datastore is neither a
   api.put_job("default", other);
   std::string mine = start(launch("t"));
   executor->cancel_all();
-  REQUIRE(await(1));
+  REQUIRE(await(2));
   CHECK(deleted_jobs_eventually(1) == std::vector<std::string>{mine});
   CHECK(api.get_job("default", foreign["metadata"]["name"]).ok());
   CHECK(api.get_job("default", "mflow-bigsum-other-1001-0-0-12345678").ok());
