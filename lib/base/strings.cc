@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cctype>
 
+#include <fmt/core.h>
+
 namespace mflow::base {
 
 std::vector<std::string> split(std::string_view text, char sep) {
@@ -85,6 +87,52 @@ std::string shell_quote(std::string_view text) {
     else out += c;
   }
   out += "'";
+  return out;
+}
+
+size_t invalid_utf8_offset(std::string_view text) {
+  size_t i = 0;
+  while (i < text.size()) {
+    auto byte = [&](size_t k) { return static_cast<unsigned char>(text[k]); };
+    unsigned char c = byte(i);
+    size_t length = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
+    bool ok = length > 0 && i + length <= text.size();
+    for (size_t k = 1; ok && k < length; ++k) ok = (byte(i + k) & 0xC0) == 0x80;
+    if (ok && length == 2) ok = c >= 0xC2;                                  // overlong
+    if (ok && length == 3) {
+      unsigned char c1 = byte(i + 1);
+      ok = !(c == 0xE0 && c1 < 0xA0) && !(c == 0xED && c1 >= 0xA0);     // overlong, surrogate
+    }
+    if (ok && length == 4) {
+      unsigned char c1 = byte(i + 1);
+      ok = c <= 0xF4 && !(c == 0xF0 && c1 < 0x90) && !(c == 0xF4 && c1 >= 0x90);
+    }
+    if (!ok) return i;
+    i += length;
+  }
+  return std::string_view::npos;
+}
+
+std::string printable(std::string_view text, std::string_view backslashed) {
+  std::string out;
+  while (!text.empty()) {
+    size_t bad = invalid_utf8_offset(text);
+    std::string_view valid = text.substr(0, bad);
+    for (char c : valid) {
+      auto u = static_cast<unsigned char>(c);
+      if ((u < 0x20 && c != '\t' && c != '\n') || u == 0x7F) {
+        out += fmt::format("\\x{:02x}", u);
+      } else if (backslashed.find(c) != std::string_view::npos) {
+        out += '\\';
+        out += c;
+      } else {
+        out += c;
+      }
+    }
+    if (bad == std::string_view::npos) break;
+    out += fmt::format("\\x{:02x}", static_cast<unsigned char>(text[bad]));
+    text.remove_prefix(bad + 1);
+  }
   return out;
 }
 

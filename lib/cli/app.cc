@@ -1,4 +1,5 @@
 #include <exception>
+#include <optional>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -19,8 +20,9 @@ void build_app(CLI::App& app, GlobalOptions& global, Commands& commands) {
   app.add_flag("-v,--verbose", global.verbosity, "More detail (repeatable)");
   app.require_subcommand(1);
   app.fallthrough();
+  app.name("mflow");  // usage lines say `mflow run`, not the path the binary was started by
   app.footer(
-      "Run `mflow COMMAND --help` for a command's options.\n"
+      "Run `mflow help COMMAND` (or `mflow COMMAND --help`) for a command's options.\n"
       "Exit codes: 0 ok, 1 task failed, 2 usage, 3 invalid flow, 4 datastore/environment,\n"
       "5 Kubernetes API, 130 interrupted, 141 (map) stdout closed.");
   add_run_command(app, global, commands);
@@ -35,6 +37,49 @@ void build_app(CLI::App& app, GlobalOptions& global, Commands& commands) {
   add_guard_command(app, global, commands);
 }
 
+namespace {
+
+// `mflow help [COMMAND]` prints the usage on stdout and exits 0, as `git help` and
+// `kubectl help` do. `mflow` with no command (bare, or with only -v) prints it on stderr and
+// exits 2: it is a usage error like any other, and a script running `mflow "$CMD"` with an
+// empty CMD must not pass (git exits 1 there, but 1 is mflow's "a task failed").
+std::optional<base::ExitCode> print_usage_if_asked(const CLI::App& app, const Commands& commands,
+                                                   const std::vector<std::string>& args) {
+  size_t word = 1;
+  while (word < args.size() && !args[word].empty() && args[word][0] == '-') {
+    // --help and --version are CLI11's to answer.
+    if (args[word] == "-h" || args[word] == "--help" || args[word] == "--version") {
+      return std::nullopt;
+    }
+    ++word;
+  }
+  if (word == args.size()) {
+    std::cerr << app.help();
+    return base::ExitCode::kUsage;
+  }
+  if (args[word] != "help") return std::nullopt;
+  if (word + 1 == args.size()) {
+    std::cout << app.help();
+    return base::ExitCode::kOk;
+  }
+  const std::string& topic = args[word + 1];
+  std::vector<std::string> names;
+  for (const auto& command : commands) {
+    if (command.app->check_name(topic)) {
+      std::cout << command.app->help(app.get_name());
+      return base::ExitCode::kOk;
+    }
+    if (!command.app->get_group().empty()) names.push_back(command.app->get_name());
+  }
+  std::string hint = base::closest_match(topic, names);
+  std::cerr << fmt::format("mflow: error: help: unknown command '{}'{}\n", topic,
+                           hint.empty() ? " (commands: " + base::join(names, ", ") + ")"
+                                        : "; did you mean '" + hint + "'?");
+  return base::ExitCode::kUsage;
+}
+
+}  // namespace
+
 base::ExitCode run_main(int argc, char** argv) {
   CLI::App app;
   GlobalOptions global;
@@ -45,6 +90,7 @@ base::ExitCode run_main(int argc, char** argv) {
   // here and interpreted once the flow is loaded. Global options take no values, so the
   // first word that is not an option names the command.
   std::vector<std::string> args(argv, argv + argc);
+  if (auto code = print_usage_if_asked(app, commands, args)) return *code;
   const std::vector<std::string>* set_aside = nullptr;
   std::string command_name;  // for "Run `mflow run --help`"
   std::string unknown_command;

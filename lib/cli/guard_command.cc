@@ -4,6 +4,7 @@
 #include <csignal>
 
 #include "cli/command.h"
+#include "cli/number_flags.h"
 #include "exec/orphan_guard.h"
 
 namespace mflow::cli {
@@ -14,7 +15,7 @@ void add_guard_command(CLI::App& root, const GlobalOptions&, Commands& out) {
   auto* app = root.add_subcommand("guard", "Stop mflow's tasks if mflow dies (internal)");
   app->group("");  // hidden from --help: users never call it
   app->add_option("--grace-ms", *grace_ms, "Milliseconds between SIGTERM and SIGKILL")
-      ->check(CLI::NonNegativeNumber);
+      ->check(whole_number(0));
   app->add_option("--token", *token, "The token in the environment of mflow's children");
   out.push_back({app, [grace_ms, token] {
                    // Terminal-generated signals are for mflow; the guard ends with its pipe.

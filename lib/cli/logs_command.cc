@@ -19,6 +19,7 @@
 #include "base/strings.h"
 #include "base/unique_fd.h"
 #include "cli/command.h"
+#include "cli/number_flags.h"
 #include "cli/run_support.h"
 #include "store/datastore.h"
 #include "store/layout.h"
@@ -309,7 +310,7 @@ void add_logs_command(CLI::App& root, const GlobalOptions&, Commands& out) {
   auto* o = app->add_flag("--stdout", options->only_stdout, "Only the tasks' stdout");
   app->add_flag("--stderr", options->only_stderr, "Only the tasks' stderr")->excludes(o);
   app->add_option("--attempt", options->attempt, "Which attempt (default: each task's last)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(whole_number(0, std::numeric_limits<int>::max()));
   app->footer(
       "A task's stdout goes to stdout and its stderr to stderr. For RUN/STEP, a header\n"
       "'==> RUN/STEP/TASK (attempt N) <==' precedes each task on the stream(s) shown: with\n"

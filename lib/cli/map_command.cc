@@ -28,6 +28,7 @@
 #include "base/strings.h"
 #include "base/unique_fd.h"
 #include "cli/command.h"
+#include "cli/number_flags.h"
 #include "exec/orphan_guard.h"
 #include "exec/parallel_map.h"
 
@@ -483,7 +484,7 @@ void add_map_command(CLI::App& root, const GlobalOptions&, Commands& out) {
       "  seq 100 | mflow map --stdin-lines --output concat -- ./score.py --row {}");
   app->add_option("-j,--jobs", opts->jobs,
                   "Items run at once (default: $MFLOW_CPUS rounded up, else the online cpus)")
-      ->check(CLI::Range(1, 100000));
+      ->check(whole_number(1, 100000, "workers"));
   app->add_option("--items-json", opts->items_json,
                   "A JSON array of items (- for stdin); strings as is, other values as JSON");
   app->add_option("--items-lines", opts->items_lines, "One item per line of FILE (- for stdin)");
@@ -497,7 +498,7 @@ void add_map_command(CLI::App& root, const GlobalOptions&, Commands& out) {
                   "Directory for the items' temp files (default $TMPDIR or /tmp)");
   app->add_option("--kill-grace", opts->kill_grace,
                   "Seconds between SIGTERM and SIGKILL when stopping workers")
-      ->check(CLI::Range(0.0, 3600.0))
+      ->check(finite_number(0, 3600, /*min_exclusive=*/false, "seconds"))
       ->capture_default_str();
   app->add_option("command", opts->command,
                   "COMMAND [ARGS...] [::: ITEM...], after --")

@@ -14,7 +14,8 @@ namespace mflow::cli {
 
 void add_resume_command(CLI::App& root, const GlobalOptions& global, Commands& out) {
   struct State {
-    std::vector<std::string> positional;  // [FLOW] [STEP]
+    std::string flow_or_step;  // [FLOW] [STEP]: the first is a step when no such file exists
+    std::string step;
     std::string origin;
     RunFlags flags;
   };
@@ -24,7 +25,11 @@ void add_resume_command(CLI::App& root, const GlobalOptions& global, Commands& o
       "Re-run a failed run: reuse every task that succeeded, run the rest.\n"
       "FLOW defaults to the flow file of the origin run; STEP forces that step and\n"
       "everything after it to run again.");
-  app->add_option("FLOW_OR_STEP", state->positional, "[FLOW] [STEP]")->expected(0, 2);
+  // Two single positionals rather than one of 0-2 values, whose usage CLI11 prints as
+  // `[FLOW_OR_STEP(0x)]`.
+  app->add_option("FLOW", state->flow_or_step,
+                  "Flow file (default: the origin run's); a step name when no such file exists");
+  app->add_option("STEP", state->step, "Run this step and everything after it again");
   app->add_option("--origin-run-id", state->origin,
                   "Run to resume (default: the latest run of the flow)");
   add_run_flags(*app, state->flags);
@@ -34,7 +39,10 @@ void add_resume_command(CLI::App& root, const GlobalOptions& global, Commands& o
     ResumeRequest request;
     request.origin_run_id = state->origin;
     std::string flow_path;
-    auto& pos = state->positional;
+    std::vector<std::string> pos;
+    for (const std::string* p : {&state->flow_or_step, &state->step}) {
+      if (!p->empty()) pos.push_back(*p);
+    }
     // The first positional is the flow file when it names an existing file; else a step.
     auto looks_like_file = [](const std::string& p) {
       return base::ends_with(p, ".yaml") || base::ends_with(p, ".yml") ||

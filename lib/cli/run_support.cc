@@ -18,6 +18,7 @@
 #include "base/json_text.h"
 #include "base/signals.h"
 #include "base/strings.h"
+#include "cli/number_flags.h"
 #include "exec/job_manifest.h"
 #include "exec/kube_executor.h"
 #include "exec/kube_options.h"
@@ -45,26 +46,27 @@ void add_run_flags(CLI::App& app, RunFlags& flags) {
         return v.empty() ? std::string("an empty path; give a directory") : std::string();
       });
   app.add_option("--max-workers", flags.max_workers, "Most tasks running at once")
-      ->check(CLI::Range(1, 100000))
+      ->check(whole_number(1, 100000, "workers"))
       ->capture_default_str();
   app.add_option("--max-num-splits", flags.max_num_splits,
                  "Fail a foreach that would fan out into more splits than this")
-      ->check(CLI::Range(int64_t{0}, int64_t{100000000}))
+      ->check(whole_number(0, 100'000'000, "splits"))
       ->capture_default_str();
   app.add_option("--with", flags.with,
                  "Run steps elsewhere: kubernetes[:cpu=4,memory=10000,namespace=...,image=...]");
   app.add_option("--local-cpus", flags.local_cpus,
                  "CPUs local tasks may request in total (default: this machine's)")
-      ->check(CLI::PositiveNumber);
+      ->check(finite_number(0, std::numeric_limits<double>::infinity(), /*min_exclusive=*/true,
+                            "CPUs"));
   app.add_option("--local-memory", flags.local_memory_mb,
                  "Memory (MB) local tasks may request in total (default: this machine's)")
-      ->check(CLI::PositiveNumber);
+      ->check(whole_number(1, kNoUpperLimit, "MB"));
   app.add_option("--local-gpus", flags.local_gpus,
                  "GPUs local tasks may use (default: detected, or $MFLOW_LOCAL_GPUS)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(whole_number(0, kNoUpperLimit, "GPUs"));
   app.add_option("--kill-grace", flags.kill_grace_seconds,
                  "Seconds between SIGTERM and SIGKILL when stopping a task (0-3600)")
-      ->check(CLI::Range(0.0, 3600.0))
+      ->check(finite_number(0, 3600, /*min_exclusive=*/false, "seconds"))
       ->capture_default_str();
   app.add_flag("--enforce-resources", flags.enforce_resources,
                "Hold local tasks to their memory request with a cgroup (OOMKilled past it)");
@@ -92,11 +94,42 @@ std::string resolve_datastore(const std::string& flag) {
 
 namespace {
 
+// A flag or value as typed, for messages: cut (a json value can be megabytes) at a character
+// boundary, with bytes that would garble the terminal escaped.
+std::string shorten(std::string_view text) {
+  constexpr size_t kMax = 80;
+  if (text.size() <= kMax) return base::printable(text);
+  size_t cut = kMax;
+  while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;
+  return base::printable(text.substr(0, cut)) + "…";
+}
+
+// Parameter values are text, not bytes: run.json keeps them as JSON strings (which are
+// Unicode) and tasks read them from environment variables (which end at a NUL). A value that
+// is not UTF-8, or holds a NUL, is refused before anything is stored; binary data goes in a
+// file whose path is the parameter.
+base::Status check_text_value(const std::string& name, const std::string& text,
+                              const std::string& where) {
+  const char* hint = "parameter values are text; pass binary data in a file and give its path";
+  if (size_t bad = base::invalid_utf8_offset(text); bad != std::string::npos) {
+    return base::Status::invalid(fmt::format(
+        "{}: the value of parameter '{}' is not UTF-8 text (byte {} is \\x{:02x}); {}", where,
+        name, bad + 1, static_cast<unsigned char>(text[bad]), hint));
+  }
+  if (size_t nul = text.find('\0'); nul != std::string::npos) {
+    return base::Status::invalid(fmt::format(
+        "{}: the value of parameter '{}' contains a NUL character (byte {}); {}", where, name,
+        nul + 1, hint));
+  }
+  return base::Status();
+}
+
 base::Result<std::string> canonical_value(const spec::Parameter& p, const std::string& text,
                                           const std::string& where) {
+  if (auto s = check_text_value(p.name, text, where); !s.ok()) return s;
   auto bad = [&](const char* what) {
     return base::Status::invalid(fmt::format("{}: parameter '{}' expects {}, got '{}'", where,
-                                             p.name, what, text));
+                                             p.name, what, shorten(text)));
   };
   switch (p.type) {
     case spec::ParamType::kString:
@@ -186,13 +219,6 @@ const spec::Parameter* find_parameter(const spec::Flow& flow, const std::string&
   return nullptr;
 }
 
-// A flag as typed, cut for messages: a json value can be megabytes.
-std::string shorten(std::string text) {
-  constexpr size_t kMax = 80;
-  if (text.size() > kMax) text = text.substr(0, kMax) + "…";
-  return text;
-}
-
 struct ParamAssignment {
   std::string name;
   std::string value;
@@ -200,8 +226,9 @@ struct ParamAssignment {
 };
 
 std::string no_such_parameter(const spec::Flow& flow, const std::string& where,
-                              const std::string& name, const std::vector<std::string>& names,
+                              const std::string& raw_name, const std::vector<std::string>& names,
                               const std::vector<std::string>& own_flags) {
+  std::string name = shorten(raw_name);
   std::string hint = base::closest_match(name, names);
   if (!hint.empty()) return fmt::format("{}: flow '{}' has no parameter '{}'; did you mean '{}'?",
                                         where, flow.name, name, hint);
@@ -262,7 +289,7 @@ base::Result<std::map<std::string, std::string>> resolve_params(
     auto eq = a.find('=');
     if (eq == std::string::npos || eq == 0) {
       return base::Status::invalid(
-          fmt::format("--param '{}': expected NAME=VALUE, e.g. --param size=100", a));
+          fmt::format("--param '{}': expected NAME=VALUE, e.g. --param size=100", shorten(a)));
     }
     all.push_back({a.substr(0, eq), a.substr(eq + 1), shorten("--param " + a)});
     if (!find_parameter(flow, all.back().name)) {
@@ -292,6 +319,11 @@ base::Result<std::map<std::string, std::string>> resolve_params(
     if (auto it = given.find(p.name); it != given.end()) {
       out[p.name] = it->second;
     } else if (auto b = base.find(p.name); b != base.end()) {
+      // Read back from the origin's run.json, which a person or a tool may have edited.
+      if (auto s = check_text_value(p.name, b->second, "the origin run's run.json");
+          !s.ok()) {
+        return s;
+      }
       out[p.name] = b->second;
     } else if (p.default_value) {
       out[p.name] = *p.default_value;
@@ -414,7 +446,11 @@ std::string own_command_line() {
   if (!raw.ok()) return "";
   std::vector<std::string> words;
   for (auto& w : base::split(raw.value(), '\0')) {
-    if (!w.empty()) words.push_back(base::shell_quote(w));
+    if (w.empty()) continue;
+    // run.json is JSON, which holds only text: a word with other bytes is written in bash's
+    // $'...' quoting, which still pastes back to the same bytes.
+    words.push_back(base::printable(w) == w ? base::shell_quote(w)
+                                            : "$'" + base::printable(w, "'\\") + "'");
   }
   if (!words.empty()) words[0] = "mflow";
   return base::join(words, " ");
@@ -476,6 +512,18 @@ base::ExitCode execute_flow_once(const std::string& flow_path, const RunFlags& f
   if (!graph || diags.has_errors()) {
     if (flow || diags.has_errors()) return ExitCode::kInvalidFlow;
     return ExitCode::kUsage;
+  }
+
+  // run.json records the flow file's path, as JSON text; resume reads it back to find the file.
+  {
+    std::error_code ec;
+    std::string absolute = std::filesystem::absolute(flow_path, ec).string();
+    if (base::invalid_utf8_offset(absolute) != std::string::npos) {
+      std::cerr << fmt::format("mflow: error: the flow file's path {} is not UTF-8 text; the run "
+                               "records it as text: rename the file (or the directory)\n",
+                               base::shell_quote(base::printable(absolute)));
+      return ExitCode::kUsage;
+    }
   }
 
   // Phase 2: open the datastore and find the origin run when resuming. A new run creates

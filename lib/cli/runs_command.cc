@@ -1,6 +1,8 @@
 // `mflow runs [FLOW]`: the runs in the datastore with status and times. FLOW is a flow's
 // name or the path of its file (flow names never contain '.' or '/', so the two cannot be
 // confused). Damaged run records are skipped with a warning each; the listing still exits 0.
+#include <algorithm>
+#include <array>
 #include <ctime>
 #include <filesystem>
 #include <iostream>
@@ -135,16 +137,27 @@ void add_runs_command(CLI::App& root, const GlobalOptions&, Commands& out) {
       std::cout << j.dump(2) << "\n";
       return base::ExitCode::kOk;
     }
-    std::cout << fmt::format("{:<6} {:<24} {:<12} {:<19} {:>10}  {}\n", "RUN", "FLOW", "STATUS",
-                             "STARTED", "DURATION", "ORIGIN");
+    // Columns as wide as their widest cell (flow names run to 63 characters), as kubectl and
+    // docker size theirs, so that a long name never shifts the columns after it.
+    std::vector<std::array<std::string, 6>> rows = {
+        {"RUN", "FLOW", "STATUS", "STARTED", "DURATION", "ORIGIN"}};
     for (const auto& r : runs.value()) {
       std::string duration = "-";
       if (r.finished) {
-        duration = fmt::format("{:.1f}s", std::chrono::duration<double>(*r.finished - r.started).count());
+        duration = fmt::format("{:.1f}s",
+                               std::chrono::duration<double>(*r.finished - r.started).count());
       }
-      std::cout << fmt::format("{:<6} {:<24} {:<12} {:<19} {:>10}  {}\n", r.run_id, r.flow,
-                               store::to_string(r.status), local_time(r.started), duration,
-                               r.origin_run_id.empty() ? "-" : r.origin_run_id);
+      rows.push_back({r.run_id, r.flow, store::to_string(r.status), local_time(r.started),
+                      duration, r.origin_run_id.empty() ? "-" : r.origin_run_id});
+    }
+    std::array<size_t, 6> width{};
+    for (const auto& row : rows) {
+      for (size_t c = 0; c < row.size(); ++c) width[c] = std::max(width[c], row[c].size());
+    }
+    for (const auto& row : rows) {
+      std::cout << fmt::format("{:<{}}  {:<{}}  {:<{}}  {:<{}}  {:>{}}  {}\n", row[0], width[0],
+                               row[1], width[1], row[2], width[2], row[3], width[3], row[4],
+                               width[4], row[5]);
     }
     return base::ExitCode::kOk;
   }});

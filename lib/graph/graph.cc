@@ -96,8 +96,8 @@ class Linter {
   size_t start_ = kNone;
   size_t end_ = kNone;
   std::vector<std::vector<size_t>> children_;
-  // Steps with a `next` problem already reported (missing, unknown or dropped entries): what
-  // leads only to them is not reported again as "never reaches end".
+  // Steps with a `next` problem already reported (missing, unknown or dropped entries, or
+  // closing a cycle): what leads only to them is not reported again as "never reaches end".
   std::vector<char> broken_;
   // Steps named by a did-you-mean: their "not reachable" (and that of what follows them) is
   // the same typo, not reported again.
@@ -293,6 +293,9 @@ void Linter::check_cycles() {
               "a flow must be acyclic: remove or redirect one `next` in this cycle",
               next_pointer(u, entry));
         structure_ok_ = false;
+        // Steps that reach `end` only through this cycle, and an `end` it keeps out of reach,
+        // are the cycle's consequences: one message, not one per step on it.
+        broken_[u] = 1;
       }
     }
   };

@@ -63,20 +63,29 @@ std::vector<std::string> preflight(const graph::Graph& graph, const Machine& mac
     const char* advice =
         "run it on Kubernetes with `--with kubernetes` (or give the step a `kubernetes` "
         "block), or lower its resources";
-    if (r.memory_mb && *r.memory_mb > machine.memory_mb) {
-      problems.push_back(fmt::format(
-          "{} asks for {} MB of memory but this machine has {} MB (--local-memory); {}", where,
-          *r.memory_mb, machine.memory_mb, advice));
-    }
+    // Every resource that does not fit, in one message: fixing one and rerunning must not be
+    // how the next is found.
+    std::vector<std::string> excess;
     if (r.cpu && *r.cpu > machine.cpus) {
-      problems.push_back(fmt::format("{} asks for {} CPU(s) but this machine has {} (--local-cpus); {}",
-                                     where, *r.cpu, machine.cpus, advice));
+      excess.push_back(fmt::format("{} CPU(s) but this machine has {} (--local-cpus)", *r.cpu,
+                                   machine.cpus));
+    }
+    if (r.memory_mb && *r.memory_mb > machine.memory_mb) {
+      excess.push_back(fmt::format("{} MB of memory but this machine has {} MB (--local-memory)",
+                                   *r.memory_mb, machine.memory_mb));
     }
     if (r.gpu && *r.gpu > machine.gpus) {
-      problems.push_back(fmt::format(
-          "{} asks for {} GPU(s) but this machine has {} (MFLOW_LOCAL_GPUS / --local-gpus); {}",
-          where, *r.gpu, machine.gpus, advice));
+      excess.push_back(fmt::format(
+          "{} GPU(s) but this machine has {} (MFLOW_LOCAL_GPUS / --local-gpus)", *r.gpu,
+          machine.gpus));
     }
+    if (excess.empty()) continue;
+    std::string asks = excess.back();
+    if (excess.size() > 1) {
+      excess.pop_back();
+      asks = base::join(excess, ", ") + ", and " + asks;
+    }
+    problems.push_back(fmt::format("{} asks for {}; {}", where, asks, advice));
   }
   return problems;
 }

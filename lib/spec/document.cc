@@ -1,5 +1,7 @@
 #include "spec/document.h"
 
+#include "base/strings.h"
+
 namespace mflow::spec {
 
 std::string pointer_append(const std::string& pointer, std::string_view token) {
@@ -17,35 +19,35 @@ std::string pointer_append(const std::string& pointer, std::string_view token) {
   return out;
 }
 
-std::optional<SourcePos> first_invalid_utf8(std::string_view text) {
-  int line = 1;
-  int column = 1;
-  size_t i = 0;
-  while (i < text.size()) {
-    auto byte = [&](size_t k) { return static_cast<unsigned char>(text[k]); };
-    unsigned char c = byte(i);
-    size_t length = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
-    bool ok = length > 0 && i + length <= text.size();
-    for (size_t k = 1; ok && k < length; ++k) ok = (byte(i + k) & 0xC0) == 0x80;
-    if (ok && length == 2) ok = c >= 0xC2;                                  // overlong
-    if (ok && length == 3) {
-      unsigned char c1 = byte(i + 1);
-      ok = !(c == 0xE0 && c1 < 0xA0) && !(c == 0xED && c1 >= 0xA0);     // overlong, surrogate
-    }
-    if (ok && length == 4) {
-      unsigned char c1 = byte(i + 1);
-      ok = c <= 0xF4 && !(c == 0xF0 && c1 < 0x90) && !(c == 0xF4 && c1 >= 0x90);
-    }
-    if (!ok) return SourcePos{line, column};
+namespace {
+
+// The line and column (in characters) of byte `offset` of `text`.
+SourcePos position_at(std::string_view text, size_t offset) {
+  SourcePos pos{1, 1};
+  for (size_t i = 0; i < offset; ++i) {
+    unsigned char c = static_cast<unsigned char>(text[i]);
     if (c == '\n') {
-      ++line;
-      column = 1;
-    } else {
-      ++column;
+      ++pos.line;
+      pos.column = 1;
+    } else if ((c & 0xC0) != 0x80) {  // a continuation byte is part of the previous character
+      ++pos.column;
     }
-    i += length;
   }
-  return std::nullopt;
+  return pos;
+}
+
+}  // namespace
+
+std::optional<SourcePos> first_invalid_utf8(std::string_view text) {
+  size_t at = base::invalid_utf8_offset(text);
+  if (at == std::string_view::npos) return std::nullopt;
+  return position_at(text, at);
+}
+
+std::optional<SourcePos> first_nul(std::string_view text) {
+  size_t at = text.find('\0');
+  if (at == std::string_view::npos) return std::nullopt;
+  return position_at(text, at);
 }
 
 namespace {

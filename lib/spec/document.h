@@ -46,6 +46,9 @@ std::string pointer_append(const std::string& pointer, std::string_view token);
 /// surrogates and code points above U+10FFFF included), or nullopt when `text` is valid.
 std::optional<SourcePos> first_invalid_utf8(std::string_view text);
 
+/// The position of the first NUL byte in `text` (valid UTF-8), or nullopt when it has none.
+std::optional<SourcePos> first_nul(std::string_view text);
+
 /// Parses YAML text. Plain scalars are typed by the YAML 1.2 core schema (null, true/false,
 /// integers, floats); quoted scalars are always strings. Duplicate keys, multiple documents,
 /// non-string keys and over-deep nesting are diagnosed. Returns nullopt on any error.

@@ -49,6 +49,13 @@ std::optional<Flow> load_flow_text(std::string_view text, FileFormat format,
                  "save the flow file as UTF-8");
     return std::nullopt;
   }
+  // A NUL byte would end a command or variable early for the kernel, whatever quoting holds
+  // it; check_no_nul (schema.cc) catches the escaped forms.
+  if (std::optional<SourcePos> nul = first_nul(text)) {
+    diags->error(file_label, *nul, "the file contains a NUL character here",
+                 "flow files are text: remove the NUL byte (an editor shows it as ^@ or \\0)");
+    return std::nullopt;
+  }
   // Parse -> validate the shape -> build the model. The builder runs even when the schema
   // found problems so that one pass reports everything; it skips what the schema rejected.
   std::optional<Document> doc = format == FileFormat::kToml

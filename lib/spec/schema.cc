@@ -396,6 +396,45 @@ void check_property_names(const Document& doc, const json& schema_root, const js
   }
 }
 
+// No string in a flow file may hold a NUL character (a YAML `\0` or `\x00` escape, a TOML
+// `\u0000`; a raw NUL byte is refused earlier, with the loader's UTF-8 check). The kernel takes
+// commands, argv elements and environment values as C strings, so a task would run only up to
+// the NUL while `mflow show` printed the whole text. Keys are checked too: they become step,
+// parameter and variable names.
+void check_no_nul(const Document& doc, const json& value, const std::string& pointer,
+                  const std::string& file, Diagnostics* diags, int depth) {
+  if (depth > kMaxDocumentDepth) return;
+  auto has_nul = [](const std::string& s) { return s.find('\0') != std::string::npos; };
+  auto report = [&](SourcePos pos, const std::string& at, const char* what) {
+    std::string path;
+    for (char c : display_path(doc.root, at)) {
+      path += c == '\0' ? std::string("\\0") : std::string(1, c);
+    }
+    diags->error(file, pos,
+                 fmt::format("{} `{}` contains a NUL character (\\0)", what,
+                             path.empty() ? std::string("(top level)") : path),
+                 "a command, argument or environment value ends at a NUL for the operating "
+                 "system, so the rest would be cut off silently; remove the NUL",
+                 at);
+  };
+  if (value.is_string()) {
+    if (has_nul(value.get_ref<const std::string&>())) {
+      report(doc.value_pos(pointer), pointer, "the value of");
+    }
+  } else if (value.is_object()) {
+    for (const auto& [key, child] : value.items()) {
+      std::string child_pointer = pointer_append(pointer, key);
+      if (has_nul(key)) report(doc.key_pos(child_pointer), child_pointer, "the key");
+      check_no_nul(doc, child, child_pointer, file, diags, depth + 1);
+    }
+  } else if (value.is_array()) {
+    for (size_t i = 0; i < value.size(); ++i) {
+      check_no_nul(doc, value[i], pointer_append(pointer, std::to_string(i)), file, diags,
+                   depth + 1);
+    }
+  }
+}
+
 }  // namespace
 
 std::string display_path(const nlohmann::json& root, const std::string& pointer) {
@@ -422,6 +461,7 @@ bool validate_flow_schema(const Document& doc, const std::string& file, Diagnost
   const CompiledSchema& compiled = compiled_schema();
   size_t before = diags->items().size();
   bool unsafe = false;
+  check_no_nul(doc, doc.root, "", file, diags, 0);
   check_property_names(doc, compiled.document, doc.root, &compiled.document, "", file, diags, 0,
                        &unsafe);
   if (unsafe) return false;

@@ -150,6 +150,13 @@ class YamlConverter {
             continue;
           }
           const std::string& name = key.Scalar();
+          if (name == "<<" && key.Tag() == "?") {
+            // yaml-cpp keeps a merge key as an ordinary key; saying "unknown key '<<'" would
+            // hide that the whole construct is unsupported.
+            error(kpos, "YAML merge keys (`<<:`) are not supported in flow files",
+                  "write the keys out; settings shared by every step go in `defaults`");
+            continue;
+          }
           auto [first, inserted] = seen.emplace(name, kpos);
           if (!inserted) {
             error(kpos,
@@ -253,6 +260,27 @@ std::optional<SourcePos> first_content(std::string_view text) {
   return std::nullopt;
 }
 
+// A tab in the indentation of line `line` or of the line before it (yaml-cpp reports an
+// indentation error there, or at the next token), as the position of the tab. YAML indents
+// with spaces only, and yaml-cpp's "end of map not found" does not say that a tab is the cause.
+std::optional<SourcePos> indenting_tab(std::string_view text, int line) {
+  int current = 1;
+  for (const std::string& row : base::split(text, '\n')) {
+    if (current > line) break;
+    if (current >= line - 1) {
+      std::string_view raw = row;
+      size_t content = raw.find_first_not_of(" \t");
+      std::string_view indent = raw.substr(0, content == std::string_view::npos ? 0 : content);
+      size_t tab = indent.find('\t');
+      if (tab != std::string_view::npos && raw[content] != '#') {
+        return SourcePos{current, static_cast<int>(tab) + 1};
+      }
+    }
+    ++current;
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 
 std::optional<Document> parse_yaml_document(std::string_view text, const std::string& file,
@@ -298,6 +326,11 @@ std::optional<Document> parse_yaml_document(std::string_view text, const std::st
   } catch (const YAML::Exception& e) {
     SourcePos pos = to_pos(e.mark);
     if (pos.line == 0) pos = {1, 1};
+    if (std::optional<SourcePos> tab = indenting_tab(text, pos.line)) {
+      diags->error(file, *tab, "a tab indents this line; YAML indents with spaces only",
+                   "replace the tab with spaces (editors can insert spaces for the Tab key)");
+      return std::nullopt;
+    }
     diags->error(file, pos, "YAML syntax error: " + e.msg,
                  "check indentation, colons and matching brackets/quotes around here");
     return std::nullopt;

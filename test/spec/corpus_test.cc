@@ -85,6 +85,12 @@ TEST_CASE("every invalid corpus flow reports its expected diagnostics", "[spec][
       CHECK(found);
     }
     for (const auto& d : diags.items()) CHECK(d.file == path.string());
+    // Each problem is reported once: no error beyond those expected (issue 9: one cycle used
+    // to be reported five times, as the cycle and as every step it traps).
+    size_t errors = static_cast<size_t>(std::count_if(
+        diags.items().begin(), diags.items().end(),
+        [](const auto& d) { return d.severity == mflow::spec::Severity::kError; }));
+    CHECK(errors == expected.size());
   }
   CHECK(yaml >= 15);
   CHECK(toml >= 15);
