@@ -63,7 +63,8 @@ void add_resume_command(CLI::App& root, const GlobalOptions& global, Commands& o
       if (!pos.empty()) request.step = pos[0];
     }
     if (flow_path.empty()) {
-      // No flow file given: take it from the origin run (or the newest run of any flow).
+      // No flow file given: take it from the origin run (or the newest unsuccessful run of
+      // the datastore's only flow).
       auto store = store::Datastore::open(resolve_datastore(state->flags.datastore), false);
       if (!store.ok()) {
         std::cerr << "mflow: error: " << store.status().message() << "\n";
@@ -73,13 +74,13 @@ void add_resume_command(CLI::App& root, const GlobalOptions& global, Commands& o
       if (!request.origin_run_id.empty()) {
         origin = store->read_run(request.origin_run_id);
       } else {
-        auto runs = store->list_runs();
-        if (runs.ok() && !runs->empty()) origin = runs->back();
+        origin = default_resume_origin(store.value(), "", !request.step.empty());
       }
       if (!origin.ok()) {
-        std::cerr << fmt::format("mflow: error: resume: {}; give the flow file and "
-                                 "--origin-run-id (see `mflow runs`)\n",
-                                 origin.status().message());
+        std::cerr << fmt::format("mflow: error: resume: {}{}\n", origin.status().message(),
+                                 request.origin_run_id.empty()
+                                     ? ""
+                                     : "; give the flow file and --origin-run-id (see `mflow runs`)");
         return base::ExitCode::kUsage;
       }
       flow_path = origin->flow_file;

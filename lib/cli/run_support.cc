@@ -337,6 +337,48 @@ base::Result<std::map<std::string, std::string>> resolve_params(
   return out;
 }
 
+base::Result<store::RunInfo> default_resume_origin(const store::Datastore& store,
+                                                   const std::string& flow, bool rerun_step) {
+  auto runs = store.list_runs(flow);
+  if (!runs.ok()) return runs.status();
+  std::set<std::string> flows;
+  for (const auto& r : runs.value()) flows.insert(r.flow);
+  if (flow.empty() && flows.size() > 1) {
+    return base::Status::invalid(fmt::format(
+        "datastore {} holds runs of {} flows ({}): name the flow file (mflow resume FLOW), or "
+        "the run with --origin-run-id (see `mflow runs`)",
+        store.root(), flows.size(), base::join({flows.begin(), flows.end()}, ", ")));
+  }
+  // A failed run that a later resume completed is done with: it is not picked again.
+  std::set<std::string> completed;
+  for (const auto& r : runs.value()) {
+    if (r.status == store::RunStatus::kSucceeded && !r.origin_run_id.empty()) {
+      completed.insert(r.origin_run_id);
+    }
+  }
+  const store::RunInfo* newest_succeeded = nullptr;
+  for (auto it = runs->rbegin(); it != runs->rend(); ++it) {
+    if (it->status == store::RunStatus::kRunning) continue;  // its own mflow still owns it
+    if (it->status != store::RunStatus::kSucceeded) {
+      if (!completed.count(it->run_id)) return *it;
+    } else if (!newest_succeeded) {
+      newest_succeeded = &*it;
+    }
+  }
+  // Re-running a STEP makes sense after a success too (a changed step, a new input).
+  if (newest_succeeded && rerun_step) return *newest_succeeded;
+  std::string which = flow.empty() ? "" : fmt::format(" of flow '{}'", flow);
+  if (newest_succeeded) {
+    return base::Status::not_found(fmt::format(
+        "every run{} succeeded or was resumed to success (the newest: run {}), so there is "
+        "nothing to resume; to run a step again name it (mflow resume FLOW STEP), or pick a run "
+        "with --origin-run-id",
+        which, newest_succeeded->run_id));
+  }
+  return base::Status::not_found(
+      fmt::format("no run{} to resume in datastore {}", which, store.root()));
+}
+
 namespace {
 
 void print_status_error(const base::Status& s) {
@@ -537,12 +579,12 @@ base::ExitCode execute_flow_once(const std::string& flow_path, const RunFlags& f
   runtime::SchedulerOptions options;
   std::map<std::string, std::string> base_params;
   if (resume) {
-    auto origin = resume->origin_run_id.empty() ? store->latest_run(graph->flow().name)
-                                                : store->read_run(resume->origin_run_id);
+    auto origin = resume->origin_run_id.empty()
+                      ? default_resume_origin(*store, graph->flow().name, !resume->step.empty())
+                      : store->read_run(resume->origin_run_id);
     if (!origin.ok()) {
       print_status_error(origin.status().with_context(
-          resume->origin_run_id.empty() ? "resume: no run of flow '" + graph->flow().name + "' to resume"
-                                        : "--origin-run-id " + resume->origin_run_id));
+          resume->origin_run_id.empty() ? "resume" : "--origin-run-id " + resume->origin_run_id));
       return ExitCode::kUsage;
     }
     if (origin->flow != graph->flow().name) {
@@ -558,10 +600,17 @@ base::ExitCode execute_flow_once(const std::string& flow_path, const RunFlags& f
           origin->run_id, origin->flow);
       return ExitCode::kUsage;
     }
-    auto tasks = store->list_tasks(origin->run_id);
+    std::vector<base::Status> damaged;
+    auto tasks = store->list_tasks(origin->run_id, "", &damaged);
     if (!tasks.ok()) {
       print_status_error(tasks.status());
       return ExitCode::kEnvironment;
+    }
+    // A task whose record cannot be read cannot be reused: say so, instead of re-running it
+    // as if it had never run.
+    for (const auto& d : damaged) {
+      std::cerr << fmt::format("mflow: warning: resume: damaged task record: {}; that task is "
+                               "not reused and runs again\n", d.message());
     }
     for (auto& t : tasks.value()) options.origin_tasks[t.step + "/" + t.task_id] = std::move(t);
     options.origin_run_id = origin->run_id;
@@ -662,6 +711,7 @@ base::ExitCode execute_flow_once(const std::string& flow_path, const RunFlags& f
   runtime::ConsoleReporter reporter(stdout, stderr, flags.quiet);
   const std::string command_options = datastore_option(root);
   reporter.set_command_options(command_options);
+  reporter.set_resuming(options.origin_run_id);
   std::unique_ptr<kube::RestApiClient> api;
   if (any_kubernetes) {
     auto config = kube::load_config(kube::options_from_environment(flags.kubernetes_context));

@@ -13,6 +13,7 @@
 #include "base/exit_code.h"
 #include "base/status.h"
 #include "spec/flow.h"
+#include "store/datastore.h"
 
 namespace mflow::cli {
 
@@ -56,6 +57,13 @@ struct ResumeRequest {
   std::string origin_run_id;  // empty: the latest run of the flow
   std::string step;           // empty: re-run from the failure point
 };
+
+/// The run `mflow resume` continues without --origin-run-id: the newest run of `flow` (of the
+/// datastore's only flow when empty; several flows are an error naming them) that neither
+/// succeeded, nor is running, nor was resumed by a run that succeeded. With `rerun_step` (a STEP to run again), the newest succeeded run
+/// when there is no such run. not_found explains what there is instead.
+base::Result<store::RunInfo> default_resume_origin(const store::Datastore& store,
+                                                   const std::string& flow, bool rerun_step);
 
 /// Loads, lints, checks and runs `flow_path` (a new run; with `resume`, reusing the origin
 /// run's successful tasks). Prints diagnostics and the summary; returns the exit code.

@@ -51,8 +51,9 @@ void ConsoleReporter::on_output(const exec::TaskLaunch& task, int64_t pid, exec:
 void ConsoleReporter::run_started(const std::string& run_id, const std::string& flow,
                                   const std::string& datastore) {
   std::lock_guard<std::mutex> lock(mu_);
-  put(err_, fmt::format("{} {}mflow{}: flow {} run {} started (datastore {})\n", timestamp_now(),
-             color("\033[1m"), color("\033[0m"), flow, run_id, datastore));
+  std::string resuming = resuming_.empty() ? "" : fmt::format(", resuming run {}", resuming_);
+  put(err_, fmt::format("{} {}mflow{}: flow {} run {} started{} (datastore {})\n", timestamp_now(),
+                        color("\033[1m"), color("\033[0m"), flow, run_id, resuming, datastore));
 }
 
 void ConsoleReporter::task_started(const exec::TaskLaunch& task, const char* where) {

@@ -32,6 +32,8 @@ class ConsoleReporter : public Reporter {
   /// Options appended to the `mflow logs` / `mflow resume` commands the summary prints (e.g.
   /// ` --datastore /srv/ds`), so that pasting them reads the same datastore.
   void set_command_options(std::string options) { command_options_ = std::move(options); }
+  /// The run a resume continues ("" for a new run), named in the start line.
+  void set_resuming(std::string origin_run_id) { resuming_ = std::move(origin_run_id); }
 
  private:
   std::string prefix(const exec::TaskLaunch& task, int64_t pid) const;
@@ -48,6 +50,7 @@ class ConsoleReporter : public Reporter {
   bool quiet_;
   bool color_;
   std::string command_options_;
+  std::string resuming_;
 };
 
 /// "2026-11-24 02:43:39.689" in local time.

@@ -446,7 +446,7 @@ bool Scheduler::try_reuse(TaskIndex i, const std::string& input_hash) {
   }
   reporter_.task_reused(run_.run_id, name, t.id, record.reused_from);
   ++summary_.tasks_reused;
-  plan_.task_succeeded(i, splits);
+  if (!refuse_fan_out(i, splits, 0)) plan_.task_succeeded(i, splits);
   return true;
 }
 
@@ -557,12 +557,6 @@ void Scheduler::succeed(TaskIndex i, Active& a, const exec::Completion& c) {
           node.name(), bytes.value()));
     }
     splits = static_cast<int64_t>(items.size());
-    if (splits > options_.max_num_splits) {
-      return fail_with(fmt::format(
-          "foreach in step '{}' would fan out into {} splits, more than the limit of {}; raise "
-          "it with --max-num-splits {} if this is intended", node.name(), splits,
-          options_.max_num_splits, splits));
-    }
     auto& texts = foreach_items_[i];
     texts.reserve(static_cast<size_t>(splits));
     for (const auto& item : items) texts.push_back(item.is_string() ? item.get<std::string>() : item.dump());
@@ -585,7 +579,31 @@ void Scheduler::succeed(TaskIndex i, Active& a, const exec::Completion& c) {
   remember(i, std::move(view), dir.value());
   ++summary_.tasks_succeeded;
   active_.erase(c.key);
-  plan_.task_succeeded(i, splits);
+  if (!refuse_fan_out(i, splits, a.attempt)) plan_.task_succeeded(i, splits);
+}
+
+bool Scheduler::refuse_fan_out(TaskIndex i, int64_t splits, int attempt) {
+  if (splits <= options_.max_num_splits) return false;
+  // The task succeeded and stays recorded so: its list was fine, the fan-out was refused. A
+  // resume with a higher --max-num-splits reuses it and fans out.
+  const PlannedTask& t = plan_.task(i);
+  const std::string& name = graph_.node(t.step).name();
+  FailedTask f;
+  f.step = name;
+  f.task_id = t.id;
+  f.attempt = attempt;
+  f.attempts = attempt + 1;
+  f.outcome = exec::Outcome::kFailed;
+  f.reason = fmt::format(
+      "foreach in step '{}' would fan out into {} splits, more than the limit of {}; the step "
+      "itself succeeded: resume with --max-num-splits {} if this is intended",
+      name, splits, options_.max_num_splits, splits);
+  reporter_.note(f.reason);
+  ++summary_.tasks_failed;
+  summary_.failures.push_back(std::move(f));
+  plan_.task_failed(i);
+  abandon_waiting();
+  return true;
 }
 
 void Scheduler::fail(TaskIndex i, Active& a, const exec::Completion& c) {

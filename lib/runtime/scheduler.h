@@ -85,6 +85,10 @@ class Scheduler {
   void finish_retry_delays(std::chrono::system_clock::time_point now);
   void stop_everything();
   void abandon_waiting();
+  /// A foreach task `i` that succeeded with more than --max-num-splits items: the run fails
+  /// (a failure naming the limit) and no split starts; the task keeps its successful record.
+  /// Returns false, doing nothing, within the limit.
+  bool refuse_fan_out(TaskIndex i, int64_t splits, int attempt);
   bool fits(TaskIndex i) const;
   void acquire(Active& a);
   void release(Active& a);
