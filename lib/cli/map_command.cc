@@ -359,7 +359,22 @@ ExitCode run_map(MapOptions& o) {
     ::fchmod(fd, 0644);
     file_fd.reset(fd);
   }
-  Output out(file_fd ? file_fd.get() : 1, file_fd ? o.output_file : "stdout");
+  // The stdout contract: it holds the complete result only when map exits 0, and after a
+  // failure nothing a reader could take for one. JSON streams (results as soon as they are in
+  // order): a failure cuts it before the closing `]`, which no JSON parser accepts. Concatenated
+  // bytes cut short would look complete, so they are held in an anonymous temp file and copied
+  // to stdout only once every item succeeded.
+  base::UniqueFd held_fd;
+  if (!file_fd && o.output == "concat") {
+    auto held = exec::anonymous_file(o.temp_dir.empty() ? exec::default_temp_dir() : o.temp_dir);
+    if (!held.ok()) {
+      error(held.status().message());
+      return ExitCode::kEnvironment;
+    }
+    held_fd = std::move(held.value());
+  }
+  Output out(file_fd ? file_fd.get() : held_fd ? held_fd.get() : 1,
+             file_fd ? o.output_file : held_fd ? "a temp file" : "stdout");
   auto discard = [&] {
     if (!temp_path.empty()) ::unlink(temp_path.c_str());
   };
@@ -450,6 +465,14 @@ ExitCode run_map(MapOptions& o) {
   }
   if (json) s = out.write(opened ? "]\n" : "[]\n");
   if (s.ok()) s = out.flush();
+  if (s.ok() && held_fd) {
+    Output to_stdout(1, "stdout");
+    if (::lseek(held_fd.get(), 0, SEEK_SET) != 0) {
+      s = base::Status::from_errno("a temp file", errno);
+    } else {
+      s = to_stdout.copy_from(held_fd.get());
+    }
+  }
   if (s.ok() && file_fd) {
     if (::fsync(file_fd.get()) != 0 || ::rename(temp_path.c_str(), o.output_file.c_str()) != 0) {
       s = base::Status::from_errno("--output-file " + o.output_file, errno);

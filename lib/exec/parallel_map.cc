@@ -19,15 +19,12 @@
 #include "exec/subprocess.h"
 
 namespace mflow::exec {
-namespace {
 
 std::string default_temp_dir() {
   const char* t = std::getenv("TMPDIR");
   return (t && *t) ? t : "/tmp";
 }
 
-// An anonymous file in `dir`: O_TMPFILE where the file system supports it, else a named
-// temp file unlinked at once. Either way nothing is left behind.
 base::Result<base::UniqueFd> anonymous_file(const std::string& dir) {
   int fd = ::open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
   if (fd >= 0) return base::UniqueFd(fd);
@@ -42,6 +39,8 @@ base::Result<base::UniqueFd> anonymous_file(const std::string& dir) {
   ::unlink(path.c_str());
   return base::UniqueFd(fd);
 }
+
+namespace {
 
 std::vector<std::string> tail_lines(int fd, size_t max_lines) {
   struct stat st {};

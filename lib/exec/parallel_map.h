@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "base/status.h"
+#include "base/unique_fd.h"
 
 namespace mflow::exec {
 
@@ -71,5 +72,12 @@ std::vector<std::string> substitute_item(const std::vector<std::string>& command
 
 /// The online cpus of this machine (sysconf), at least 1.
 int online_cpus();
+
+/// $TMPDIR, else /tmp: where items' temp files go without --temp-dir.
+std::string default_temp_dir();
+
+/// An anonymous file in `dir`: O_TMPFILE where the file system supports it, else a named temp
+/// file unlinked at once. Either way nothing is left behind, even after kill -9.
+base::Result<base::UniqueFd> anonymous_file(const std::string& dir);
 
 }  // namespace mflow::exec
