@@ -202,11 +202,12 @@ void Subprocess::deliver(Channel& ch, std::string_view data) {
       output_error_ = base::Status::from_errno(ch.path, errno).message();
     } else {
       ch.file.reset(fd);
+      ch.file_path = ch.path;
     }
     ch.path.clear();  // one attempt only; a failure is reported through output_error_
   }
   if (ch.file) {
-    auto s = base::write_all(ch.file.get(), data.data(), data.size(), "task output file");
+    auto s = base::write_all(ch.file.get(), data.data(), data.size(), ch.file_path);
     if (!s.ok()) {
       output_error_ = s.message();
       ch.file.reset();

@@ -116,6 +116,7 @@ class Subprocess {
     base::UniqueFd pipe;  // parent's read end, O_NONBLOCK; invalid once at EOF
     base::UniqueFd file;  // where the bytes go, O_APPEND; may be invalid
     std::string path;     // the file to create on the first byte, until it is opened
+    std::string file_path;  // the file's name once opened, for error messages
     std::string partial;  // the current unfinished line, < kMaxLineBytes
   };
   Subprocess() = default;

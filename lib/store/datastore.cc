@@ -432,8 +432,22 @@ Result<RunInfo> Datastore::create_run(RunInfo info, RunLock* lock) {
   info.status = RunStatus::kRunning;
   MFLOW_RETURN_IF_ERROR(
       base::write_file_atomic(layout::run_file(root_, run_id), run_to_json(info)));
+  // Set aside room for the records that say how the run ended: on a full disk the task that
+  // hit ENOSPC and the run itself must still be recorded (write_record gives it up). Best
+  // effort: a disk already too full for it fails soon enough, and says so.
+  const std::string reserve(kRecordReserveBytes, '\0');
+  (void)base::write_file_atomic(layout::run_reserve_file(root_, run_id), reserve);
   *lock = RunLock(std::move(fd));
   return info;
+}
+
+Status Datastore::write_record(const std::string& run_id, const std::string& path,
+                               const std::string& content, bool durable) {
+  Status s = base::write_file_atomic(path, content, durable);
+  if (s.ok()) return s;
+  // Most likely a full disk: give up the run's reserve and try once more.
+  if (::unlink(layout::run_reserve_file(root_, run_id).c_str()) != 0) return s;
+  return base::write_file_atomic(path, content, durable);
 }
 
 Status Datastore::write_run(const RunInfo& info) {
@@ -445,7 +459,10 @@ Status Datastore::write_run(const RunInfo& info) {
     UniqueFd dfd(::open(root_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (dfd) ::syncfs(dfd.get());
   }
-  return base::write_file_atomic(layout::run_file(root_, info.run_id), run_to_json(info), durable);
+  MFLOW_RETURN_IF_ERROR(
+      write_record(info.run_id, layout::run_file(root_, info.run_id), run_to_json(info), durable));
+  if (durable) ::unlink(layout::run_reserve_file(root_, info.run_id).c_str());  // not needed now
+  return Status();
 }
 
 Result<RunInfo> Datastore::read_run(const std::string& run_id) const {
@@ -534,11 +551,12 @@ Status Datastore::write_task(const TaskRecord& task) {
   // No fsync per task: a crash of mflow loses nothing (rename is atomic), and the final
   // write_run syncs the file system once for the whole run.
   std::string path = layout::task_file(root_, task.run_id, task.step, task.task_id);
-  Status s = base::write_file_atomic(path, task_to_json(task));
+  const std::string json = task_to_json(task);
+  Status s = write_record(task.run_id, path, json, false);
   if (s.ok() || exists(layout::task_dir(root_, task.run_id, task.step, task.task_id))) return s;
   MFLOW_RETURN_IF_ERROR(
       base::make_dirs(layout::task_dir(root_, task.run_id, task.step, task.task_id)));
-  return base::write_file_atomic(path, task_to_json(task));
+  return write_record(task.run_id, path, json, false);
 }
 
 Result<TaskRecord> Datastore::read_task(const std::string& run_id, const std::string& step,

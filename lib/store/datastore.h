@@ -119,6 +119,9 @@ class Datastore {
   /// durable: the file system is synced first, so a run recorded as finished has all its
   /// task records and objects on disk, then run.json is fsynced.
   base::Status write_run(const RunInfo& info);
+  /// What create_run sets aside for the final records (runs/<id>/reserve; removed when the
+  /// run's final record is written).
+  static constexpr size_t kRecordReserveBytes = 128 * 1024;
   /// Reads run.json; a run marked running whose lock is free is reported as kCrashed.
   base::Result<RunInfo> read_run(const std::string& run_id) const;
   /// All runs (optionally of one flow), oldest first. Unreadable runs are skipped; with
@@ -204,6 +207,10 @@ class Datastore {
   base::Result<ArtifactRef> copy_object(const std::string& path);
   // Renames a complete temp file to the object's name unless the object already exists.
   base::Status publish_object(const std::string& tmp, const std::string& sha256);
+  // write_file_atomic for a record of `run_id`; when it fails, gives up the run's reserve
+  // (a full disk) and tries once more.
+  base::Status write_record(const std::string& run_id, const std::string& path,
+                            const std::string& content, bool durable);
 
   std::string root_;
 };

@@ -33,6 +33,10 @@ std::string run_file(const std::string& root, const std::string& run_id) {
   return fmt::format("{}/runs/{}/{}", root, run_id, kRunFile);
 }
 
+std::string run_reserve_file(const std::string& root, const std::string& run_id) {
+  return run_dir(root, run_id) + "/reserve";
+}
+
 std::string run_lock_file(const std::string& root, const std::string& run_id) {
   return fmt::format("{}/runs/{}/{}", root, run_id, kLockFile);
 }
