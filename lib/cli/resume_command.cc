@@ -74,7 +74,7 @@ void add_resume_command(CLI::App& root, const GlobalOptions& global, Commands& o
       if (!request.origin_run_id.empty()) {
         origin = store->read_run(request.origin_run_id);
       } else {
-        origin = default_resume_origin(store.value(), "", !request.step.empty());
+        origin = default_resume_origin(store.value(), "");
       }
       if (!origin.ok()) {
         std::cerr << fmt::format("mflow: error: resume: {}{}\n", origin.status().message(),

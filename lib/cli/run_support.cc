@@ -338,7 +338,7 @@ base::Result<std::map<std::string, std::string>> resolve_params(
 }
 
 base::Result<store::RunInfo> default_resume_origin(const store::Datastore& store,
-                                                   const std::string& flow, bool rerun_step) {
+                                                   const std::string& flow) {
   auto runs = store.list_runs(flow);
   if (!runs.ok()) return runs.status();
   std::set<std::string> flows;
@@ -358,25 +358,19 @@ base::Result<store::RunInfo> default_resume_origin(const store::Datastore& store
   }
   const store::RunInfo* newest_succeeded = nullptr;
   for (auto it = runs->rbegin(); it != runs->rend(); ++it) {
-    if (it->status == store::RunStatus::kRunning) continue;  // its own mflow still owns it
+    // A running one is returned too: the caller refuses it, saying it is still running.
     if (it->status != store::RunStatus::kSucceeded) {
       if (!completed.count(it->run_id)) return *it;
     } else if (!newest_succeeded) {
       newest_succeeded = &*it;
     }
   }
-  // Re-running a STEP makes sense after a success too (a changed step, a new input).
-  if (newest_succeeded && rerun_step) return *newest_succeeded;
-  std::string which = flow.empty() ? "" : fmt::format(" of flow '{}'", flow);
-  if (newest_succeeded) {
-    return base::Status::not_found(fmt::format(
-        "every run{} succeeded or was resumed to success (the newest: run {}), so there is "
-        "nothing to resume; to run a step again name it (mflow resume FLOW STEP), or pick a run "
-        "with --origin-run-id",
-        which, newest_succeeded->run_id));
-  }
-  return base::Status::not_found(
-      fmt::format("no run{} to resume in datastore {}", which, store.root()));
+  // Nothing left unfinished: the newest success, to run a STEP or changed parameters again
+  // (every unchanged task is reused).
+  if (newest_succeeded) return *newest_succeeded;
+  return base::Status::not_found(fmt::format("no run{} to resume in datastore {}",
+                                             flow.empty() ? "" : " of flow '" + flow + "'",
+                                             store.root()));
 }
 
 namespace {
@@ -580,7 +574,7 @@ base::ExitCode execute_flow_once(const std::string& flow_path, const RunFlags& f
   std::map<std::string, std::string> base_params;
   if (resume) {
     auto origin = resume->origin_run_id.empty()
-                      ? default_resume_origin(*store, graph->flow().name, !resume->step.empty())
+                      ? default_resume_origin(*store, graph->flow().name)
                       : store->read_run(resume->origin_run_id);
     if (!origin.ok()) {
       print_status_error(origin.status().with_context(

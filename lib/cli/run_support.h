@@ -59,11 +59,11 @@ struct ResumeRequest {
 };
 
 /// The run `mflow resume` continues without --origin-run-id: the newest run of `flow` (of the
-/// datastore's only flow when empty; several flows are an error naming them) that neither
-/// succeeded, nor is running, nor was resumed by a run that succeeded. With `rerun_step` (a STEP to run again), the newest succeeded run
-/// when there is no such run. not_found explains what there is instead.
+/// datastore's only flow when empty; several flows are an error naming them) that did not
+/// succeed and was not resumed by a run that succeeded; when there is none, the newest run
+/// (to run a STEP or changed parameters again). not_found when the flow has no run.
 base::Result<store::RunInfo> default_resume_origin(const store::Datastore& store,
-                                                   const std::string& flow, bool rerun_step);
+                                                   const std::string& flow);
 
 /// Loads, lints, checks and runs `flow_path` (a new run; with `resume`, reusing the origin
 /// run's successful tasks). Prints diagnostics and the summary; returns the exit code.
