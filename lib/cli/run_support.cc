@@ -684,6 +684,16 @@ base::ExitCode execute_flow_once(const std::string& flow_path, const RunFlags& f
   }
   bool any_kubernetes = std::find(options.on_kubernetes.begin(), options.on_kubernetes.end(),
                                   true) != options.on_kubernetes.end();
+  // The Jobs' namespace, unless the environment or --with names one, is the kubeconfig
+  // context's, else `default` (kubectl's rule). A dry run without a usable kubeconfig still
+  // prints its manifests, for `default`; a real run reports the kubeconfig error below.
+  std::optional<base::Result<kube::Config>> kube_config;
+  if (any_kubernetes) {
+    kube_config = kube::load_config(kube::options_from_environment(flags.kubernetes_context));
+    if (kube_config->ok() && !kube_defaults.namespace_given) {
+      kube_defaults.namespace_name = kube_config->value().default_namespace;
+    }
+  }
   // Every Kubernetes step must resolve (a PVC for the datastore, valid values) before
   // anything runs.
   for (const auto& node : graph->nodes()) {
@@ -708,7 +718,7 @@ base::ExitCode execute_flow_once(const std::string& flow_path, const RunFlags& f
   reporter.set_resuming(options.origin_run_id);
   std::unique_ptr<kube::RestApiClient> api;
   if (any_kubernetes) {
-    auto config = kube::load_config(kube::options_from_environment(flags.kubernetes_context));
+    auto& config = *kube_config;
     if (!config.ok()) {
       print_status_error(config.status());
       return ExitCode::kKubernetes;

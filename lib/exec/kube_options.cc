@@ -74,6 +74,7 @@ Status set_key(const std::string& key, const std::string& value, const Origin& o
                     "63 characters");
     }
     d->namespace_name = value;
+    d->namespace_given = true;
   } else if (key == "image") {
     if (value.empty()) return bad(o, "image must not be empty");
     d->image = value;

@@ -26,6 +26,9 @@ std::string default_kube_image();
 struct KubeDefaults {
   spec::Resources resources;         // cpu, memory (MB), disk (MB), gpu
   std::string namespace_name = "default";
+  /// Whether `namespace` came from the environment or --with; if not, the kubeconfig
+  /// context's namespace replaces "default" (kubectl's rule).
+  bool namespace_given = false;
   std::string image;                 // "" = default_kube_image()
   std::string service_account;       // "" = the namespace's default service account
   std::string image_pull_policy;     // Always | IfNotPresent | Never | "" (cluster default)
