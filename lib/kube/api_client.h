@@ -65,8 +65,9 @@ class ApiClient {
 
   /// POST a Job. Never retried blindly: an AlreadyExists after a lost response is reported
   /// as such so the caller can adopt the existing Job (same name = same task attempt).
-  /// `stop` ends a back-off (429) wait with an error; a request already sent is let finish,
-  /// so the caller learns whether the Job exists.
+  /// A 5xx is retried (with backoff) only while a GET shows that no Job of that name exists.
+  /// `stop` ends a back-off (429, 5xx) wait with an error; a request already sent is let
+  /// finish, so the caller learns whether the Job exists.
   virtual ApiResult<nlohmann::json> create_job(const std::string& ns, const nlohmann::json& job,
                                                const std::atomic<bool>& stop) = 0;
   virtual ApiResult<nlohmann::json> get_job(const std::string& ns, const std::string& name) = 0;

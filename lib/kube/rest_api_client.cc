@@ -699,7 +699,25 @@ ApiResult<json> RestApiClient::create_job(const std::string& ns, const json& job
   call.method = http::methods::POST;
   call.path_and_query = with_query(collection_path(Resource::kJobs, ns), {{"fieldManager", "mflow"}});
   call.body = job.dump();
-  return impl_->execute_json(call, &stop);
+  // A 5xx answer to a create may or may not have stored the Job. mflow's Job names are
+  // deterministic, so a GET tells which: when the Job is absent the create is repeated
+  // (bounded, with backoff honouring Retry-After); when it exists, the 5xx is returned and
+  // the caller adopts the Job (or refuses one that is not its own).
+  for (int attempt = 0;; ++attempt) {
+    auto created = impl_->execute_json(call, &stop);
+    int code = created.error.http_status;
+    if (created.ok() || code < 500 || call.name.empty()) return created;
+    if (attempt >= impl_->options.max_retries) {
+      created.error.message += fmt::format(" (gave up after {} attempts)", attempt + 1);
+      return created;
+    }
+    auto existing = get_job(ns, call.name);
+    if (existing.ok() || existing.error.http_status != 404) return created;
+    if (!impl_->sleep_for(impl_->backoff(attempt, created.error.retry_after_seconds), &stop)) {
+      return created;
+    }
+    impl_->stats.retries++;
+  }
 }
 
 ApiResult<json> RestApiClient::get_job(const std::string& ns, const std::string& name) {

@@ -2,9 +2,10 @@
 // the only file in mflow that includes <cpprest/...>). TLS is verified against the
 // kubeconfig's CA (or the system store) unless the kubeconfig says insecure-skip-tls-verify.
 // Reads retry 429/5xx/connection failures with exponential backoff honouring Retry-After;
-// writes retry only what the server provably did not process (429, refused connections);
-// a 401 refreshes the credential (exec plugin, token file) and retries once. A 429 holds back
-// every request of the client until its Retry-After (or backoff) has passed. Connections are
+// writes retry only what the server provably did not process (429, refused connections, and
+// a create answered 5xx whose Job a GET then shows absent); a 401 refreshes the credential
+// (exec plugin, token file) and retries once. A 429 holds back every request of the client
+// until its Retry-After (or backoff) has passed. Connections are
 // kept alive and reused (one pool per inactivity timeout), and every TLS connection shares
 // one parsed CA store. Thread-safe.
 #pragma once

@@ -207,7 +207,9 @@ TEST_CASE("RestApiClient: 5xx retried for reads, surfaced for writes", "[kube]")
 
   auto created = client->create_job("ns", {{"metadata", {{"name", "j"}}}}, kNoStop);
   REQUIRE(!created.ok());
-  CHECK(server.request_count() == 4);  // exactly one POST: the server may have created the Job
+  // Exactly one POST: the GET that follows shows the Job exists, so the server created it
+  // and the caller adopts it.
+  CHECK(server.request_count() == 5);
   CHECK(created.error.http_status == 503);
   CHECK(created.error.reason == "ServiceUnavailable");
   CHECK_THAT(created.error.message,
@@ -219,6 +221,44 @@ TEST_CASE("RestApiClient: 5xx retried for reads, surfaced for writes", "[kube]")
     auto r = client->get_job("ns", "j");
     REQUIRE(!r.ok());
     CHECK_THAT(r.error.message, Contains("etcdserver: leader changed") && Contains("gave up after 4 attempts"));
+  }
+}
+
+TEST_CASE("RestApiClient: issue_8 a create answered 5xx is repeated while a GET shows no Job", "[kube]") {
+  std::atomic<int> posts{0}, gets{0};
+  std::atomic<int> failing_posts{2};
+  LoopbackServer server([&](const HttpRequest& req, HttpWriter& w) {
+    if (req.method == "POST") {
+      ++posts;
+      if (failing_posts-- > 0) {
+        w.respond(503, status_json(503, "ServiceUnavailable", "the server is currently unable to handle the request"),
+                  "application/json", {{"Retry-After", posts == 1 ? "1" : "0"}});
+      } else {
+        w.respond(201, R"({"kind":"Job","metadata":{"name":"j"}})");
+      }
+    } else {
+      ++gets;
+      w.respond(404, status_json(404, "NotFound", "jobs.batch \"j\" not found"));
+    }
+  });
+  auto client = make_client(server.url());
+  auto start = std::chrono::steady_clock::now();
+  auto created = client->create_job("ns", {{"metadata", {{"name", "j"}}}}, kNoStop);
+  auto elapsed = std::chrono::steady_clock::now() - start;
+  REQUIRE(created.ok());
+  CHECK(posts == 3);
+  CHECK(gets == 2);      // each 5xx is checked before the create is repeated
+  CHECK(elapsed >= 1s);  // Retry-After: 1 was honoured
+  CHECK(client->stats().retries == 2);
+
+  SECTION("bounded: a create that keeps failing gives up with the count") {
+    failing_posts = 100;
+    posts = 0;
+    auto r = client->create_job("ns", {{"metadata", {{"name", "j"}}}}, kNoStop);
+    REQUIRE(!r.ok());
+    CHECK(r.error.http_status == 503);
+    CHECK(posts == 4);  // max_retries 3
+    CHECK_THAT(r.error.message, Contains("gave up after 4 attempts"));
   }
 }
 
