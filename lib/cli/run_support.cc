@@ -53,7 +53,9 @@ void add_run_flags(CLI::App& app, RunFlags& flags) {
       ->check(whole_number(0, 100'000'000, "splits"))
       ->capture_default_str();
   app.add_option("--with", flags.with,
-                 "Run steps elsewhere: kubernetes[:cpu=4,memory=10000,namespace=...,image=...]");
+                 "Run steps elsewhere: kubernetes[:cpu=4,memory=10000,namespace=...,image=...]; "
+                 "`local` runs steps without a kubernetes block here (resume: replaces the "
+                 "origin run's placement)");
   app.add_option("--local-cpus", flags.local_cpus,
                  "CPUs local tasks may request in total (default: this machine's)")
       ->check(finite_number(0, std::numeric_limits<double>::infinity(), /*min_exclusive=*/true,
@@ -572,6 +574,11 @@ base::ExitCode execute_flow_once(const std::string& flow_path, const RunFlags& f
   }
   runtime::SchedulerOptions options;
   std::map<std::string, std::string> base_params;
+  // Placement: a resume keeps the origin run's --with and --kubernetes-context unless they
+  // are given anew, so resuming a Kubernetes run does not move its steps to this machine.
+  std::vector<std::string> with = flags.with;
+  std::string kubernetes_context = flags.kubernetes_context;
+  bool placement_kept = false;
   if (resume) {
     auto origin = resume->origin_run_id.empty()
                       ? default_resume_origin(*store, graph->flow().name)
@@ -609,6 +616,11 @@ base::ExitCode execute_flow_once(const std::string& flow_path, const RunFlags& f
     for (auto& t : tasks.value()) options.origin_tasks[t.step + "/" + t.task_id] = std::move(t);
     options.origin_run_id = origin->run_id;
     base_params = origin->params;
+    if (with.empty() && !origin->with.empty()) {
+      with = origin->with;
+      placement_kept = true;
+    }
+    if (kubernetes_context.empty()) kubernetes_context = origin->kubernetes_context;
     if (!resume->step.empty()) {
       auto node = graph->find(resume->step);
       if (!node) {
@@ -662,10 +674,11 @@ base::ExitCode execute_flow_once(const std::string& flow_path, const RunFlags& f
     }
     kube_defaults = from_env.value();
   }
-  for (const auto& w : flags.with) {
+  for (const auto& w : with) {
+    if (w == "local") continue;
     if (w != "kubernetes" && !base::starts_with(w, "kubernetes:")) {
-      std::cerr << fmt::format("mflow: error: --with {}: unknown target; the one supported is "
-                               "`kubernetes[:key=value,...]`\n", w);
+      std::cerr << fmt::format("mflow: error: --with {}: unknown target; the supported ones are "
+                               "`kubernetes[:key=value,...]` and `local`\n", w);
       return ExitCode::kUsage;
     }
     if (auto s = exec::apply_with_option(w, &kube_defaults); !s.ok()) {
@@ -689,7 +702,7 @@ base::ExitCode execute_flow_once(const std::string& flow_path, const RunFlags& f
   // prints its manifests, for `default`; a real run reports the kubeconfig error below.
   std::optional<base::Result<kube::Config>> kube_config;
   if (any_kubernetes) {
-    kube_config = kube::load_config(kube::options_from_environment(flags.kubernetes_context));
+    kube_config = kube::load_config(kube::options_from_environment(kubernetes_context));
     if (kube_config->ok() && !kube_defaults.namespace_given) {
       kube_defaults.namespace_name = kube_config->value().default_namespace;
     }
@@ -716,6 +729,12 @@ base::ExitCode execute_flow_once(const std::string& flow_path, const RunFlags& f
   const std::string command_options = datastore_option(root);
   reporter.set_command_options(command_options);
   reporter.set_resuming(options.origin_run_id);
+  if (placement_kept) {
+    std::string kept;
+    for (const auto& w : with) kept += " --with " + base::shell_quote(w);
+    reporter.note(fmt::format("resume keeps run {}'s placement:{} (give --with to change it)",
+                              options.origin_run_id, kept));
+  }
   std::unique_ptr<kube::RestApiClient> api;
   if (any_kubernetes) {
     auto& config = *kube_config;
@@ -773,6 +792,8 @@ base::ExitCode execute_flow_once(const std::string& flow_path, const RunFlags& f
   info.params = options.params;
   info.origin_run_id = options.origin_run_id;
   info.command = own_command_line();
+  info.with = with;
+  info.kubernetes_context = kubernetes_context;
   store::RunLock lock;
   auto run = store->create_run(info, &lock);
   if (!run.ok()) {

@@ -50,6 +50,10 @@ struct RunInfo {
   std::string origin_run_id;                  // for resume: the run it reused tasks from
   std::string command;                        // the command line that started it
   int exit_code = -1;
+  /// Placement: the --with values the run used (its own, or kept from its origin by
+  /// resume) and --kubernetes-context; resume keeps them unless given anew.
+  std::vector<std::string> with;
+  std::string kubernetes_context;
 };
 
 struct AttemptRecord {

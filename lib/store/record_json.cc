@@ -68,6 +68,18 @@ std::map<std::string, std::string> get_string_map(const json& obj, const char* k
   return out;
 }
 
+std::vector<std::string> get_string_list(const json& obj, const char* key) {
+  std::vector<std::string> out;
+  auto it = obj.find(key);
+  if (it == obj.end() || it->is_null()) return out;
+  if (!it->is_array()) bad(fmt::format("field '{}' must be an array", key));
+  for (const auto& v : *it) {
+    if (!v.is_string()) bad(fmt::format("field '{}' must hold strings", key));
+    out.push_back(v.get<std::string>());
+  }
+  return out;
+}
+
 // Records are written with their keys in declaration order ("format" first) for people
 // reading them; readers do not depend on the order.
 using ordered_json = nlohmann::ordered_json;
@@ -237,6 +249,9 @@ std::string run_to_json(const RunInfo& run) {
       {"command", run.command},
       {"exit_code", run.exit_code},
   };
+  // Where the steps ran, for `resume` to keep (optional: absent in older records).
+  if (!run.with.empty()) j["with"] = run.with;
+  if (!run.kubernetes_context.empty()) j["kubernetes_context"] = run.kubernetes_context;
   return j.dump(2) + "\n";
 }
 
@@ -256,6 +271,8 @@ base::Result<RunInfo> run_from_json(std::string_view text, const std::string& pa
     run.origin_run_id = get_string(j, "origin_run_id");
     run.command = get_string(j, "command");
     run.exit_code = static_cast<int>(get_int(j, "exit_code", -1));
+    run.with = get_string_list(j, "with");
+    run.kubernetes_context = get_string(j, "kubernetes_context");
     return run;
   } catch (const BadRecord& e) {
     return base::Status::invalid(fmt::format("{}: {}", path, e.message));
