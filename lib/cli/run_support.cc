@@ -9,6 +9,7 @@
 #include <cstring>
 #include <filesystem>
 #include <iostream>
+#include <optional>
 #include <set>
 
 #include <fmt/core.h>
@@ -31,6 +32,7 @@
 #include "runtime/console_reporter.h"
 #include "runtime/machine.h"
 #include "runtime/scheduler.h"
+#include "spec/flow.h"
 #include "spec/loader.h"
 #include "store/datastore.h"
 
@@ -736,6 +738,17 @@ base::ExitCode execute_flow_once(const std::string& flow_path, const RunFlags& f
                               options.origin_run_id, kept));
   }
   std::unique_ptr<kube::RestApiClient> api;
+  // For tests: how long a task waits to start before (and between) "pending" notes, instead
+  // of 15 s then every 30 s.
+  std::optional<std::chrono::seconds> waiting_interval;
+  if (const char* raw = std::getenv("MFLOW_KUBERNETES_WAITING_NOTE_INTERVAL"); raw && *raw) {
+    waiting_interval = spec::parse_duration(raw);
+    if (!waiting_interval || waiting_interval->count() == 0) {
+      std::cerr << "mflow: error: MFLOW_KUBERNETES_WAITING_NOTE_INTERVAL=" << raw
+                << ": expected a duration such as 5s or 1m\n";
+      return ExitCode::kUsage;
+    }
+  }
   if (any_kubernetes) {
     auto& config = *kube_config;
     if (!config.ok()) {
@@ -746,6 +759,7 @@ base::ExitCode execute_flow_once(const std::string& flow_path, const RunFlags& f
     rest_options.on_warning = [&reporter](const std::string& text) {
       reporter.note("warning: Kubernetes API server: " + text);
     };
+    rest_options.on_connecting = [&reporter](const std::string& text) { reporter.note(text); };
     auto client = kube::RestApiClient::create(config.value(), rest_options);
     if (!client.ok()) {
       print_status_error(client.status());
@@ -831,6 +845,8 @@ base::ExitCode execute_flow_once(const std::string& flow_path, const RunFlags& f
     kube_options.flow = graph->flow().name;
     kube_options.datastore_root = root;
     kube_options.defaults = kube_defaults;
+    kube_options.on_waiting = [&reporter](const std::string& text) { reporter.note(text); };
+    if (waiting_interval) kube_options.waiting_first = kube_options.waiting_every = *waiting_interval;
     kubernetes = std::make_unique<exec::KubeExecutor>(*api, reporter, kube_options);
     local_options.wake_fds.push_back(kubernetes->wake_fd());
   }

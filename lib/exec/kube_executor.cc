@@ -504,11 +504,104 @@ void KubeExecutor::supervise() {
     std::vector<std::pair<std::string, std::string>> to_delete;
     auto now = options_.now();
     for (auto& [name, a] : attempts_) evaluate(a, now, &to_delete);
-    if (to_delete.empty()) continue;
+    std::vector<std::string> notes;
+    if (options_.on_waiting) notes = waiting_notes(now);
+    if (to_delete.empty() && notes.empty()) continue;
     lock.unlock();
+    for (const auto& note : notes) options_.on_waiting(note);
     delete_jobs(to_delete);
     lock.lock();
   }
+}
+
+std::vector<std::string> KubeExecutor::waiting_notes(Clock::time_point now) {
+  // One round every waiting_every at most, whatever the number of tasks: a wide foreach
+  // waiting for nodes must not print a line per task every few seconds.
+  if (last_waiting_note_ && now - *last_waiting_note_ < options_.waiting_every) return {};
+  struct Waiting {
+    const Attempt* a;
+    Clock::duration pending;
+    const char* kind;
+    std::string what;
+    std::optional<Clock::duration> left;  // until the grace fails the task
+  };
+  const KubeDefaults& d = options_.defaults;
+  std::vector<Waiting> waiting;
+  for (const auto& [name, ap] : attempts_) {
+    const Attempt& a = *ap;
+    // A pod that ran once has its log followed; a replacement pod is not "waiting to start".
+    if (a.decided || a.create_state != CreateState::kDone || !a.followed.empty()) continue;
+    Clock::duration pending = now - a.created;
+    if (pending < options_.waiting_first) continue;
+    std::optional<PodDiagnosis> live;
+    std::string live_name;
+    bool settled = !a.pods.empty();
+    for (const auto& [pod_name, pod] : a.pods) {
+      PodDiagnosis pd = diagnose_pod(pod.obj);
+      if (pod.deleted || pd.terminated) continue;
+      settled = false;
+      if (!pd.running) {
+        live = pd;
+        live_name = pod_name;
+      }
+    }
+    if (settled) continue;  // the outcome is being decided
+    Waiting w{&a, pending, "", "", std::nullopt};
+    if (a.pods.empty()) {
+      w.kind = "without a pod";
+      w.what = fmt::format("Kubernetes has created no pod for Job {}/{} yet", a.ns, a.name);
+      w.left = d.pending_grace - pending;
+    } else if (!live) {
+      continue;  // running
+    } else if (live->unschedulable && a.unschedulable_since) {
+      w.kind = "unschedulable";
+      w.what = live->message.empty() ? live->reason : live->message;
+      w.left = d.pending_grace - (now - *a.unschedulable_since);
+    } else if (live->image_pull_failing && a.pull_since) {
+      w.kind = "failing to pull their image";
+      w.what = fmt::format("{} {}: {}", live->reason, a.task.image, live->message);
+      w.left = d.image_pull_grace - (now - *a.pull_since);
+    } else if (live->config_error && a.config_since) {
+      w.kind = "failing to create their container";
+      w.what = fmt::format("{}: {}", live->reason, live->message);
+      w.left = d.pending_grace - (now - *a.config_since);
+    } else if (live->node.empty()) {
+      w.kind = "waiting for the scheduler";
+      w.what = fmt::format("pod {} is not scheduled yet", live_name);
+    } else {
+      w.kind = "starting";
+      w.what = fmt::format("pod {} is starting on node {} (pulling the image?)", live_name, live->node);
+    }
+    waiting.push_back(std::move(w));
+  }
+  if (waiting.empty()) return {};
+  last_waiting_note_ = now;
+  std::sort(waiting.begin(), waiting.end(),
+            [](const Waiting& x, const Waiting& y) { return x.pending > y.pending; });
+  auto describe = [](const Waiting& w) {
+    std::string text =
+        fmt::format("{} pending {}: {}", w.a->launch.key, seconds_text(w.pending), w.what);
+    if (w.left) {
+      text += fmt::format(" (fails in {})",
+                          seconds_text(std::max<Clock::duration>(*w.left, std::chrono::seconds(0))));
+    }
+    return text;
+  };
+  std::vector<std::string> notes;
+  constexpr size_t kOneLineEach = 3;
+  if (waiting.size() <= kOneLineEach) {
+    for (const auto& w : waiting) notes.push_back(describe(w));
+    return notes;
+  }
+  std::map<std::string, int> kinds;
+  for (const auto& w : waiting) kinds[w.kind]++;
+  std::string counts;
+  for (const auto& [kind, n] : kinds) {
+    counts += fmt::format("{}{} {}", counts.empty() ? "" : ", ", n, kind);
+  }
+  notes.push_back(fmt::format("{} Kubernetes tasks not started ({}); the longest: {}",
+                              waiting.size(), counts, describe(waiting.front())));
+  return notes;
 }
 
 void KubeExecutor::evaluate(const std::shared_ptr<Attempt>& ap, Clock::time_point now,

@@ -48,6 +48,13 @@ struct KubeExecutorOptions {
   /// How long to wait for the pod's final state after the Job's outcome is known (the Job
   /// and pod watches are separate streams) before reporting without it.
   std::chrono::seconds settle{10};
+  /// Receives what the run waits on: a task created but not started (pod Pending,
+  /// unschedulable, image pull failing, no pod yet) once it has waited `waiting_first`, then
+  /// every `waiting_every`; many such tasks share one line. Called from the supervisor thread
+  /// without mu_ held. Unset: nothing is reported.
+  std::function<void(const std::string&)> on_waiting;
+  std::chrono::milliseconds waiting_first{std::chrono::seconds(15)};
+  std::chrono::milliseconds waiting_every{std::chrono::seconds(30)};
 };
 
 /// Outcome diagnosis from one pod's status (pure; exposed for tests and `mflow show`).
@@ -122,6 +129,8 @@ class KubeExecutor : public Executor {
   void follow_log(std::shared_ptr<Attempt> a, std::string pod, std::shared_ptr<Follower> f);
   void delete_jobs(const std::vector<std::pair<std::string, std::string>>& ns_and_names);
   void note_watch_error(const std::string& ns, const std::string& what, const kube::ApiError& e);
+  /// The lines for on_waiting due at `now` (none between rounds). Requires mu_.
+  std::vector<std::string> waiting_notes(Clock::time_point now);
   void clear_watch_error(const std::string& ns);
   void sleep_for(std::chrono::milliseconds d);
   void reap_followers();
@@ -148,6 +157,7 @@ class KubeExecutor : public Executor {
   std::vector<Completion> ready_;                             // guarded by mu_
   std::map<std::string, Clock::time_point> watch_failing_since_;  // by namespace; guarded by mu_
   std::string watch_error_;                                   // guarded by mu_
+  std::optional<Clock::time_point> last_waiting_note_;        // guarded by mu_
   std::thread supervisor_;
 };
 

@@ -10,6 +10,7 @@
 #include <future>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <thread>
 
@@ -293,6 +294,31 @@ struct RestApiClient::Impl {
   // Guarded by mu: no request of this client is sent before this time, set by a 429 (the
   // API server's flow control asks every client to slow down, not just one request).
   std::chrono::steady_clock::time_point throttled_until{};
+  // Guarded by mu: the highest attempt number reported to options.on_connecting during the
+  // current outage (0: the API server answers) and when the last report was made. Many
+  // requests retry at once when the server is unreachable (watches, creates of a wide
+  // foreach); only a new highest attempt, or a reminder after 10 s, is reported.
+  int connect_reported_attempt = 0;
+  std::chrono::steady_clock::time_point connect_reported_at{};
+
+  // A transport failure made request attempt `next` (1-based, >= 2) necessary.
+  void report_connecting(int next, const std::string& why) {
+    if (!options.on_connecting) return;
+    std::lock_guard<std::mutex> lock(mu);
+    auto now = std::chrono::steady_clock::now();
+    if (next <= connect_reported_attempt && now - connect_reported_at < std::chrono::seconds(10)) {
+      return;
+    }
+    connect_reported_attempt = std::max(connect_reported_attempt, next);
+    connect_reported_at = now;
+    options.on_connecting(fmt::format("connecting to {} (attempt {}; {})", config.server, next, why));
+  }
+
+  void connected() {
+    if (!options.on_connecting) return;
+    std::lock_guard<std::mutex> lock(mu);
+    connect_reported_attempt = 0;
+  }
 
   // Waits until the client's 429 back-off is over. False when `stop` ended the wait.
   bool wait_out_throttle(const std::atomic<bool>* stop) {
@@ -532,11 +558,14 @@ struct RestApiClient::Impl {
       auto outcome = send_once(*c, call, *cred, token);
       ApiError error;
       bool retryable = false;
+      std::optional<std::string> transport_failure;
       if (auto* f = std::get_if<TransportFailure>(&outcome)) {
         drop_client(c);
         error = transport_error(call, *f);
         retryable = !f->tls && (!call.is_write() || f->not_sent);
+        transport_failure = f->message;
       } else {
+        connected();
         http::http_response& resp = std::get<http::http_response>(outcome);
         int code = resp.status_code();
         if (code < 400) {
@@ -571,6 +600,7 @@ struct RestApiClient::Impl {
         result.error = std::move(error);
         return result;
       }
+      if (transport_failure) report_connecting(attempt + 2, *transport_failure);
     }
   }
 

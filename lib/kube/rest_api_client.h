@@ -44,6 +44,12 @@ struct RestOptions {
   /// (deprecated fields, unknown fields, odd names), once per client; kubectl prints these
   /// too. Called from request threads, never concurrently. Unset: warnings are dropped.
   std::function<void(const std::string&)> on_warning;
+  /// Receives "connecting to https://host:port (attempt N; <why the last one failed>)" when
+  /// a request is sent again after a connection failure, so that an unreachable API server
+  /// is not silence while the backoff runs. Across concurrent requests only a new highest
+  /// attempt (or a 10 s reminder) is reported; an answer from the server resets that.
+  /// Called from request threads, never concurrently. Unset: nothing is reported.
+  std::function<void(const std::string&)> on_connecting;
 };
 
 /// How many times this process loaded the system trust store (OpenSSL's default verify

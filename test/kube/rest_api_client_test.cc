@@ -277,6 +277,27 @@ TEST_CASE("RestApiClient: an unreachable server is named; refused connections ar
   CHECK(client->stats().creates == 4);  // never sent, so retried like a read
 }
 
+TEST_CASE("RestApiClient: issue_8 each retry after a connection failure is reported", "[kube]") {
+  int port;
+  {
+    LoopbackServer closed([](const HttpRequest&, HttpWriter&) {});
+    port = closed.port();
+  }
+  std::vector<std::string> seen;
+  RestOptions options = fast_options();
+  options.on_connecting = [&](const std::string& text) { seen.push_back(text); };
+  std::string server = fmt::format("http://127.0.0.1:{}", port);
+  auto client = make_client(server, "", options);
+  REQUIRE(!client->get_job("ns", "j").ok());
+  REQUIRE(seen.size() == 3);  // attempts 2..4 (max_retries 3)
+  for (int i = 0; i < 3; ++i) {
+    CHECK_THAT(seen[i], Contains(fmt::format("connecting to {} (attempt {}; ", server, i + 2)));
+  }
+  // A second request in the same outage repeats no attempt number already reported.
+  REQUIRE(!client->get_job("ns", "j").ok());
+  CHECK(seen.size() == 3);
+}
+
 TEST_CASE("RestApiClient: watch delivers events as they arrive", "[kube]") {
   std::mutex mu;
   std::condition_variable cv;
