@@ -386,6 +386,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         return ua.startswith(("curl", "Wget", "Mozilla/5.0"))
 
     def send_json(self, code, obj, warnings=(), extra_headers=()):
+        self._end_in_flight()
         if self._pretty():
             body = (json.dumps(obj, indent=2) + "\n").encode()
         else:
@@ -403,6 +404,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def send_text(self, code, text, extra_headers=()):
+        self._end_in_flight()
         body = text.encode() if isinstance(text, str) else text
         self.send_response(code)
         self.send_header("Content-Type", "text/plain; charset=utf-8")
@@ -524,6 +526,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             else:
                 counted = (method.lower(), "nonresource")
             self.server.stats.begin(*counted)
+            self.counted = counted
             user = self._authenticate()
             if user is None:
                 raise km.ApiError(401, "Unauthorized", "Unauthorized")
@@ -564,8 +567,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError, ssl.SSLError, TimeoutError):
             self.close_connection = True
         finally:
-            if counted is not None:
-                self.server.stats.done(*counted)
+            self._end_in_flight()
+
+    def _end_in_flight(self):
+        """Ends the request's in-flight mark, once. Called before an answer's first byte goes
+        out: a client that waits for each answer before its next request must never be seen
+        with two requests in flight, however late this thread runs after the write."""
+        counted = getattr(self, "counted", None)
+        if counted is not None:
+            self.counted = None
+            self.server.stats.done(*counted)
 
     def _apply_fault(self, fault, info, res_name):
         """Returns True when the fault answered the request."""
