@@ -397,7 +397,7 @@ ExitCode write_summary_json(const std::string& path, const runtime::RunSummary& 
     j["failures"].push_back({{"step", f.step},
                              {"task", f.task_id},
                              {"attempt", f.attempt},
-                             {"outcome", exec::to_string(f.outcome)},
+                             {"outcome", f.fan_out_refused ? "fan-out refused" : exec::to_string(f.outcome)},
                              {"exit_code", f.exit_code},
                              {"reason", f.reason},
                              {"logs", fmt::format("mflow logs {}/{}/{}{}", s.run_id, f.step, f.task_id,

@@ -110,8 +110,12 @@ void ConsoleReporter::run_finished(const RunSummary& s) {
              color("\033[0m"), secs, counts));
   for (const auto& f : s.failures) {
     // Attempts count from 0 everywhere (MFLOW_ATTEMPT, `mflow logs --attempt`, the JSON).
-    put(err_, fmt::format("  failed: {}/{} (attempt {}, the last of {}): {}\n", f.step, f.task_id,
-               f.attempt, f.attempts, f.reason.empty() ? exec::to_string(f.outcome) : f.reason));
+    if (f.fan_out_refused) {
+      put(err_, fmt::format("  refused: {}/{} (the task succeeded): {}\n", f.step, f.task_id, f.reason));
+    } else {
+      put(err_, fmt::format("  failed: {}/{} (attempt {}, the last of {}): {}\n", f.step, f.task_id,
+                 f.attempt, f.attempts, f.reason.empty() ? exec::to_string(f.outcome) : f.reason));
+    }
     put(err_, fmt::format("    see its output:  mflow logs {}/{}/{}{}\n", s.run_id, f.step, f.task_id,
                command_options_));
   }

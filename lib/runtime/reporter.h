@@ -19,6 +19,9 @@ struct FailedTask {
   exec::Outcome outcome = exec::Outcome::kFailed;
   int exit_code = -1;
   std::string reason;
+  /// The task succeeded but the fan-out it asked for was refused (--max-num-splits): no
+  /// attempt failed, the run fails. attempt/attempts/outcome/exit_code do not apply.
+  bool fan_out_refused = false;
 };
 
 struct RunSummary {

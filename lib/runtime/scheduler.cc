@@ -446,7 +446,7 @@ bool Scheduler::try_reuse(TaskIndex i, const std::string& input_hash) {
   }
   reporter_.task_reused(run_.run_id, name, t.id, record.reused_from);
   ++summary_.tasks_reused;
-  if (!refuse_fan_out(i, splits, 0)) plan_.task_succeeded(i, splits);
+  if (!refuse_fan_out(i, splits)) plan_.task_succeeded(i, splits);
   return true;
 }
 
@@ -578,11 +578,11 @@ void Scheduler::succeed(TaskIndex i, Active& a, const exec::Completion& c) {
   reporter_.task_finished(a.launch, c, -1);
   remember(i, std::move(view), dir.value());
   ++summary_.tasks_succeeded;
-  active_.erase(c.key);
-  if (!refuse_fan_out(i, splits, a.attempt)) plan_.task_succeeded(i, splits);
+  active_.erase(c.key);  // `a` is gone from here on
+  if (!refuse_fan_out(i, splits)) plan_.task_succeeded(i, splits);
 }
 
-bool Scheduler::refuse_fan_out(TaskIndex i, int64_t splits, int attempt) {
+bool Scheduler::refuse_fan_out(TaskIndex i, int64_t splits) {
   if (splits <= options_.max_num_splits) return false;
   // The task succeeded and stays recorded so: its list was fine, the fan-out was refused. A
   // resume with a higher --max-num-splits reuses it and fans out.
@@ -591,15 +591,13 @@ bool Scheduler::refuse_fan_out(TaskIndex i, int64_t splits, int attempt) {
   FailedTask f;
   f.step = name;
   f.task_id = t.id;
-  f.attempt = attempt;
-  f.attempts = attempt + 1;
-  f.outcome = exec::Outcome::kFailed;
+  f.fan_out_refused = true;
   f.reason = fmt::format(
       "foreach in step '{}' would fan out into {} splits, more than the limit of {}; the step "
       "itself succeeded: resume with --max-num-splits {} if this is intended",
       name, splits, options_.max_num_splits, splits);
   reporter_.note(f.reason);
-  ++summary_.tasks_failed;
+  // Not counted as a failed task (it is one of the succeeded), but the run fails with it.
   summary_.failures.push_back(std::move(f));
   plan_.task_failed(i);
   abandon_waiting();

@@ -88,7 +88,7 @@ class Scheduler {
   /// A foreach task `i` that succeeded with more than --max-num-splits items: the run fails
   /// (a failure naming the limit) and no split starts; the task keeps its successful record.
   /// Returns false, doing nothing, within the limit.
-  bool refuse_fan_out(TaskIndex i, int64_t splits, int attempt);
+  bool refuse_fan_out(TaskIndex i, int64_t splits);
   bool fits(TaskIndex i) const;
   void acquire(Active& a);
   void release(Active& a);

@@ -31,6 +31,11 @@ YAML
 "$MFLOW" run wide.yaml -q > /dev/null 2>&1
 expect_code 1 "$MFLOW" run wide.yaml --n 5 --max-num-splits 4 > out2.txt 2> err2.txt
 contains err2.txt "5 splits, more than the limit of 4"
+# The summary names a refusal, not a failed attempt (it printed uninitialised attempt numbers),
+# and counts the task among the succeeded.
+contains err2.txt "refused: start/0 (the task succeeded)"
+contains err2.txt "(1 succeeded, 0 reused, 0 failed)"
+if grep -q "failed: start/0" err2.txt; then echo "the refusal is reported as a failed attempt" >&2; exit 1; fi
 [ "$(wc -l < start-runs)" = 2 ]
 "$MFLOW" runs wide | grep -E "^2 +wide +failed"
 
