@@ -9,6 +9,7 @@ packages="
   catch2 libtomlplusplus-dev libvalijson-dev libssl-dev libboost-dev
   clang libclang-rt-14-dev
   python3 python3-yaml openssl procps time parallel
+  python3-botocore python3-boto3 awscli chromium
 "
 
 if [ "$(id -u)" -ne 0 ]; then
