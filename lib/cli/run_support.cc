@@ -808,6 +808,15 @@ base::ExitCode execute_flow_once(const std::string& flow_path, const RunFlags& f
   info.command = own_command_line();
   info.with = with;
   info.kubernetes_context = kubernetes_context;
+  // Two resumes of one run at once must not both adopt (follow, take the outcome of) the same
+  // Kubernetes Job: a resume that may adopt holds the origin's resume lock while it runs.
+  store::RunLock resume_lock;
+  if (any_kubernetes && !options.origin_run_id.empty()) {
+    if (auto s = store->lock_resume(options.origin_run_id, &resume_lock); !s.ok()) {
+      print_status_error(s.with_context("resume"));
+      return ExitCode::kUsage;
+    }
+  }
   store::RunLock lock;
   auto run = store->create_run(info, &lock);
   if (!run.ok()) {
@@ -847,6 +856,7 @@ base::ExitCode execute_flow_once(const std::string& flow_path, const RunFlags& f
     kube_options.defaults = kube_defaults;
     kube_options.on_waiting = [&reporter](const std::string& text) { reporter.note(text); };
     if (waiting_interval) kube_options.waiting_first = kube_options.waiting_every = *waiting_interval;
+    kube_options.origin_run_id = options.origin_run_id;
     kubernetes = std::make_unique<exec::KubeExecutor>(*api, reporter, kube_options);
     local_options.wake_fds.push_back(kubernetes->wake_fd());
   }

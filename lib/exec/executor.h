@@ -36,6 +36,12 @@ struct TaskLaunch {
   const spec::Step* step_spec = nullptr;  // for executors that need more (Kubernetes)
   /// The resources the scheduler resolved for this task (defaults applied).
   spec::Resources resources;
+  /// What makes the task what it is, independent of the run: its step's spec hash and its
+  /// input hash. Equal hashes in two runs mean the same work (Kubernetes Job adoption).
+  std::string task_hash;
+  /// Resume after a lost mflow: the origin run whose still-running (or unrecorded) attempt
+  /// of this task may be adopted instead of started anew; empty when none may be.
+  std::string adopt_from_run;
 };
 
 enum class Outcome {
@@ -63,6 +69,10 @@ struct Completion {
   Clock::time_point finished;
   std::string host;    // hostname or node name
   int64_t pid = 0;     // local pid, 0 on Kubernetes
+  /// Set when the attempt was an adopted Job of the origin run (TaskLaunch::adopt_from_run):
+  /// its name, and the directory its outputs are in (the origin attempt's output directory).
+  std::string adopted_job;
+  std::string output_dir;
 };
 
 enum class Stream { kStdout, kStderr };

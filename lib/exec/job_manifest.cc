@@ -95,6 +95,7 @@ json annotations_for(const JobRequest& r, const std::map<std::string, std::strin
   a[kAnnotationStep] = l.step;
   a[kAnnotationTask] = l.task_id;
   a[kAnnotationKey] = l.key;
+  a[kAnnotationTaskHash] = task_hash(l, *r.task);
   return a;
 }
 
@@ -232,6 +233,34 @@ std::string label_value(std::string_view text) {
 std::string run_label_selector(const std::string& datastore_id, const std::string& run_id) {
   return fmt::format("{}={},{}={}", kLabelDatastore, label_value(datastore_id), kLabelRun,
                      label_value(run_id));
+}
+
+std::string task_hash(const TaskLaunch& launch, const KubeTaskSpec& t) {
+  json tolerations = json::array();
+  for (const auto& x : t.tolerations) {
+    tolerations.push_back({x.key, x.op, x.value, x.effect,
+                           x.toleration_seconds ? json(*x.toleration_seconds) : json()});
+  }
+  json k = {{"task", launch.task_hash},
+            {"cpu", t.cpu},
+            {"memory_mb", t.memory_mb},
+            {"disk_mb", t.disk_mb},
+            {"gpu", t.gpu},
+            {"gpu_vendor", t.gpu_vendor},
+            {"namespace", t.namespace_name},
+            {"image", t.image},
+            {"service_account", t.service_account},
+            {"image_pull_policy", t.image_pull_policy},
+            {"pvc", t.pvc},
+            {"mount_path", t.mount_path},
+            {"secrets", t.secrets},
+            {"node_selector", t.node_selector},
+            {"tolerations", tolerations},
+            {"env", t.env},
+            {"labels", t.labels},
+            {"annotations", t.annotations},
+            {"timeout_s", t.timeout.count()}};
+  return base::sha256_hex(k.dump());
 }
 
 std::vector<std::string> task_argv(const TaskLaunch& launch, const std::string& mount_path) {

@@ -50,6 +50,9 @@ inline constexpr const char* kAnnotationRun = "mflow.dev/run-id";
 inline constexpr const char* kAnnotationStep = "mflow.dev/step-name";
 inline constexpr const char* kAnnotationTask = "mflow.dev/task-id";
 inline constexpr const char* kAnnotationKey = "mflow.dev/task-key";
+/// What the attempt computes (task_hash below): a resume adopts a live Job of the origin
+/// run only when this still matches.
+inline constexpr const char* kAnnotationTaskHash = "mflow.dev/task-hash";
 inline constexpr const char* kContainerName = "mflow";
 inline constexpr const char* kDatastoreVolume = "mflow-datastore";
 
@@ -82,6 +85,11 @@ struct JobRequest {
   const TaskLaunch* launch = nullptr;
   const KubeTaskSpec* task = nullptr;
 };
+
+/// Hashes what the Job computes, independent of run and attempt: the launch's task_hash
+/// (step spec + inputs) and every resolved Kubernetes setting (image, resources, namespace,
+/// PVC, mount, env, selectors, tolerations, secrets, timeout, ...).
+std::string task_hash(const TaskLaunch& launch, const KubeTaskSpec& task);
 
 /// The complete Job for one attempt. Deterministic: the same request gives the same JSON.
 nlohmann::json build_job(const JobRequest& request);

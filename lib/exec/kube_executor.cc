@@ -170,6 +170,8 @@ struct KubeExecutor::Attempt {
   bool decided = false;
   bool post_now = false;  // cancel_all: do not wait for the log followers
   bool posted = false;
+  bool adopted = false;     // an origin run's Job (KubeExecutor::try_adopt)
+  std::string output_dir;   // adopted: the origin attempt's output directory, locally
   Completion completion;
 
   std::atomic<bool> stop_logs{false};
@@ -252,7 +254,19 @@ base::Status KubeExecutor::start(const TaskLaunch& launch) {
   a->name = job["metadata"]["name"].get<std::string>();
   a->created = options_.now();
   a->started_wall = Clock::now();
-  if (selector_.empty()) selector_ = run_label_selector(options_.datastore_id, launch.run_id);
+  if (selector_.empty()) {
+    selector_ = run_label_selector(options_.datastore_id, launch.run_id);
+    if (!options_.origin_run_id.empty() && options_.origin_run_id != launch.run_id) {
+      // Adopted Jobs keep their origin run's labels: one watch follows both runs.
+      selector_ = fmt::format("{}={},{} in ({},{})", kLabelDatastore,
+                              label_value(options_.datastore_id), kLabelRun,
+                              label_value(launch.run_id), label_value(options_.origin_run_id));
+    }
+  }
+  if (!launch.adopt_from_run.empty() && launch.adopt_from_run == options_.origin_run_id &&
+      try_adopt(launch, a->task)) {
+    return base::Status::ok_status();
+  }
 
   // Register before creating, so the watch never sees the Job before its attempt.
   {
@@ -282,6 +296,108 @@ base::Status KubeExecutor::start(const TaskLaunch& launch) {
   create_cv_.notify_one();
   ++outstanding_;
   return base::Status::ok_status();
+}
+
+bool KubeExecutor::try_adopt(const TaskLaunch& launch, const KubeTaskSpec& task) {
+  const std::string& ns = task.namespace_name;
+  if (!origin_jobs_.count(ns)) {
+    auto& jobs = origin_jobs_[ns];
+    auto listed = api_.list(Resource::kJobs, ns,
+                            run_label_selector(options_.datastore_id, options_.origin_run_id));
+    // Unlisted, nothing can be adopted: the tasks run anew (as before adoption existed).
+    if (!listed.ok()) return false;
+    auto attempt_of = [](const json& job) {
+      const std::string& text = str(at(at(job, "metadata"), "labels"), kLabelAttempt);
+      return text.empty() ? -1 : std::atoi(text.c_str());
+    };
+    for (auto& job : listed.value->items) {
+      const json& ann = at(at(job, "metadata"), "annotations");
+      if (str(ann, kAnnotationDatastore) != options_.datastore_id ||
+          str(ann, kAnnotationRun) != options_.origin_run_id) {
+        continue;  // a label collision (labels may be shortened); annotations are exact
+      }
+      auto& slot = jobs[str(ann, kAnnotationKey)];
+      if (slot.is_null() || attempt_of(job) > attempt_of(slot)) slot = std::move(job);
+    }
+  }
+  auto& jobs = origin_jobs_[ns];
+  auto found = jobs.find(launch.key);
+  if (found == jobs.end()) return false;
+  json job = std::move(found->second);
+  jobs.erase(found);  // one adoption per Job
+  const std::string name = str(at(job, "metadata"), "name");
+  const json& ann = at(at(job, "metadata"), "annotations");
+  if (str(ann, kAnnotationTaskHash) != task_hash(launch, task)) {
+    // Its spec, inputs or Kubernetes settings changed: its result is not this task's.
+    if (decided_condition(job) == nullptr) delete_jobs({{ns, name}});
+    return false;
+  }
+  // Its outputs are where the origin attempt's $MFLOW_OUTPUT_DIR points (inside the mount).
+  std::string output_dir;
+  const json& containers = at(at(at(at(job, "spec"), "template"), "spec"), "containers");
+  if (containers.is_array()) {
+    for (const auto& c : containers) {
+      if (str(c, "name") != kContainerName || !at(c, "env").is_array()) continue;
+      for (const auto& e : at(c, "env")) {
+        if (str(e, "name") == "MFLOW_OUTPUT_DIR") output_dir = str(e, "value");
+      }
+    }
+  }
+  const std::string& mount = task.mount_path;
+  if (output_dir.compare(0, mount.size(), mount) != 0 ||
+      (output_dir.size() > mount.size() && output_dir[mount.size()] != '/')) {
+    return false;  // not a Job mflow made this way: do not guess where its outputs are
+  }
+  auto a = std::make_shared<Attempt>();
+  a->launch = launch;
+  a->task = task;
+  a->ns = ns;
+  a->name = name;
+  a->created = options_.now();
+  a->started_wall = Clock::now();
+  a->create_state = CreateState::kDone;
+  a->adopted = true;
+  a->output_dir = options_.datastore_root + output_dir.substr(mount.size());
+  {
+    std::lock_guard lock(mu_);
+    attempts_[name] = a;
+  }
+  for (const std::string* path : {&launch.stdout_path, &launch.stderr_path}) {
+    if (path->empty()) continue;
+    if (FILE* f = std::fopen(path->c_str(), "ab")) std::fclose(f);
+  }
+  ensure_watch(ns);
+  ++outstanding_;
+  // Registered first, then read: what changes from here on arrives through the watch, and
+  // what the reads return fills in only what the watch has not told yet (a watch event is
+  // never older than these reads).
+  auto got = api_.get_job(ns, name);
+  const json& labels = at(at(job, "metadata"), "labels");
+  auto pods = api_.list(Resource::kPods, ns,
+                        fmt::format("{},{}={},{}={}",
+                                    run_label_selector(options_.datastore_id, options_.origin_run_id),
+                                    kLabelStep, str(labels, kLabelStep), kLabelTask,
+                                    str(labels, kLabelTask)));
+  std::vector<std::pair<std::string, std::string>> to_delete;
+  {
+    std::lock_guard lock(mu_);
+    if (!a->job_seen) {
+      a->job = got.ok() ? *got.value : job;
+      a->job_seen = true;
+      if (!got.ok() && got.error.http_status == 404) a->job_deleted = true;
+    }
+    if (pods.ok()) {
+      for (const auto& pod : pods.value->items) {
+        if (owning_job(pod) != name) continue;
+        auto& slot = a->pods[str(at(pod, "metadata"), "name")];
+        if (slot.obj.is_null()) slot.obj = pod;
+      }
+    }
+    evaluate(a, options_.now(), &to_delete);
+  }
+  cv_.notify_all();
+  delete_jobs(to_delete);
+  return true;
 }
 
 void KubeExecutor::create_loop() {
@@ -775,6 +891,11 @@ void KubeExecutor::maybe_post(Attempt& a) {
   // a Completion waits for its log followers to fetch them.
   if (a.followers_running > 0 && !a.post_now) return;
   a.posted = true;
+  if (a.adopted) {
+    a.completion.adopted_job = a.name;
+    a.completion.output_dir = a.output_dir;
+    adopted_done_.emplace_back(a.ns, a.name);
+  }
   ready_.push_back(a.completion);
   uint64_t one = 1;
   ssize_t n = ::write(wake_fd_.get(), &one, sizeof one);
@@ -895,8 +1016,10 @@ void KubeExecutor::poll(std::vector<Completion>* out) {
   uint64_t count = 0;
   ssize_t n = ::read(wake_fd_.get(), &count, sizeof count);
   (void)n;  // EAGAIN: nothing signalled; the queue is checked regardless
+  std::vector<std::pair<std::string, std::string>> adopted_done;
   {
     std::lock_guard lock(mu_);
+    adopted_done.swap(adopted_done_);
     for (auto& c : ready_) out->push_back(std::move(c));
     MFLOW_CHECK(ready_.size() <= outstanding_, "more completions than attempts");
     outstanding_ -= ready_.size();
@@ -905,6 +1028,8 @@ void KubeExecutor::poll(std::vector<Completion>* out) {
       it = it->second->posted ? attempts_.erase(it) : std::next(it);
     }
   }
+  // Its outcome is taken: a later resume must not adopt the same Job again.
+  delete_jobs(adopted_done);
   reap_followers();
 }
 

@@ -39,6 +39,9 @@ struct KubeExecutorOptions {
   std::string flow;            // flow name: Job names and labels
   std::string datastore_root;  // the orchestrator's datastore root (absolute)
   KubeDefaults defaults;       // environment + --with kubernetes:...
+  /// Resume: the origin run, whose Jobs a task with TaskLaunch::adopt_from_run may adopt
+  /// (followed to their end instead of created anew); they are watched with this run's.
+  std::string origin_run_id;
   /// The clock used for the graces (tests inject a fake one).
   std::function<Clock::time_point()> now = [] { return Clock::now(); };
   /// How often the supervisor re-checks the graces.
@@ -84,6 +87,11 @@ class KubeExecutor : public Executor {
   KubeExecutor(const KubeExecutor&) = delete;
   KubeExecutor& operator=(const KubeExecutor&) = delete;
 
+  /// With TaskLaunch::adopt_from_run, first looks for the origin run's Job of the same task
+  /// (its highest attempt): when its mflow.dev/task-hash annotation matches, that Job is
+  /// followed instead (log into this attempt's stdout, Completion::adopted_job/output_dir
+  /// set) and deleted once its outcome is taken; when it does not match and the Job still
+  /// runs, it is deleted (Background) and a Job is created as usual.
   /// Queues the attempt's Job for creation and returns. On AlreadyExists the creator adopts
   /// the existing Job when its annotations name the same datastore, run and task key (a
   /// create whose response was lost); an API refusal (the message names the Job/namespace)
@@ -109,6 +117,8 @@ class KubeExecutor : public Executor {
   struct Follower;
   enum class CreateState { kQueued, kSending, kDone };
 
+  /// The adoption described at start(); true when `launch` now follows an origin Job.
+  bool try_adopt(const TaskLaunch& launch, const KubeTaskSpec& task);
   /// A creator thread: sends the queued creates, one at a time, until stopped.
   void create_loop();
   /// Creates (or adopts) the attempt's Job; a refusal becomes its kLaunchFailed completion.
@@ -159,6 +169,11 @@ class KubeExecutor : public Executor {
   std::string watch_error_;                                   // guarded by mu_
   std::optional<Clock::time_point> last_waiting_note_;        // guarded by mu_
   std::thread supervisor_;
+  /// The origin run's Jobs not yet adopted, by namespace then task key (highest attempt
+  /// only); filled on the first adoption in a namespace. Scheduler thread only.
+  std::map<std::string, std::map<std::string, nlohmann::json>> origin_jobs_;
+  /// Adopted Jobs whose outcome was taken: deleted by poll(), so no resume adopts them again.
+  std::vector<std::pair<std::string, std::string>> adopted_done_;  // guarded by mu_
 };
 
 }  // namespace mflow::exec

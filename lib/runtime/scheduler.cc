@@ -381,6 +381,16 @@ void Scheduler::launch(TaskIndex i, std::unique_ptr<Active> owned) {
   }
   for (const auto& [k, v] : step.env) env[k] = v;
 
+  launch.task_hash = base::sha256_hex(a.record.spec_hash + "\n" + a.input_hash);
+  if (on_kube && a.attempt == 0 && !options_.origin_run_id.empty() &&
+      !options_.force_rerun.count(t.step)) {
+    // Only an attempt whose outcome the origin never recorded can still be running there.
+    auto origin = options_.origin_tasks.find(key);
+    if (origin == options_.origin_tasks.end() ||
+        origin->second.status == store::TaskStatus::kRunning) {
+      launch.adopt_from_run = options_.origin_run_id;
+    }
+  }
   reporter_.task_started(launch, on_kube ? "kubernetes" : "local");
   a.in_flight = true;
   a.retry_at.reset();
@@ -479,6 +489,11 @@ void Scheduler::handle(const exec::Completion& c) {
     return fail(a.task, a, damaged);
   }
   a.record.attempts.back() = attempt_record(c, where);
+  if (!c.adopted_job.empty()) {
+    reporter_.note(fmt::format("{}/{}: adopted Job {} of run {} ({})", a.launch.step,
+                               a.launch.task_id, c.adopted_job, a.launch.adopt_from_run,
+                               exec::to_string(c.outcome)));
+  }
   if (c.outcome == exec::Outcome::kSucceeded) return succeed(a.task, a, c);
 
   const spec::Step& step = *graph_.node(plan_.task(a.task).step).step;
@@ -528,7 +543,8 @@ void Scheduler::succeed(TaskIndex i, Active& a, const exec::Completion& c) {
     a.record.attempts.back() = attempt_record(failed, a.record.attempts.back().executor.c_str());
     fail(i, a, failed);
   };
-  const std::string& out_dir = a.launch.env.at("MFLOW_OUTPUT_DIR");
+  // An adopted Job wrote into the origin attempt's output directory.
+  const std::string& out_dir = c.output_dir.empty() ? a.launch.env.at("MFLOW_OUTPUT_DIR") : c.output_dir;
   auto outputs = store_.ingest_dir(out_dir);
   if (!outputs.ok()) return fail_with(outputs.status().message());
   store::ArtifactMap view = a.input_view;

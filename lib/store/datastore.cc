@@ -393,6 +393,23 @@ Result<std::string> Datastore::identity() const {
 
 // ---- runs -------------------------------------------------------------------------------
 
+Status Datastore::lock_resume(const std::string& origin_run_id, RunLock* lock) {
+  std::string path = layout::resume_lock_file(root_, origin_run_id);
+  UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
+  if (!fd) return Status::from_errno(path, errno);
+  while (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
+    if (errno == EINTR) continue;
+    if (errno == EWOULDBLOCK) {
+      return Status::conflict(fmt::format(
+          "run {} is being resumed by another mflow (it holds {}); wait for that resume to end, "
+          "then resume the run it started if needed", origin_run_id, path));
+    }
+    return Status::from_errno(path, errno);
+  }
+  *lock = RunLock(std::move(fd));
+  return Status::ok_status();
+}
+
 Result<RunInfo> Datastore::create_run(RunInfo info, RunLock* lock) {
   if (lock == nullptr) return Status::internal("create_run needs a RunLock to hold the run's lock");
   const std::string runs = layout::runs_dir(root_);

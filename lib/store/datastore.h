@@ -126,6 +126,11 @@ class Datastore {
   /// What create_run sets aside for the final records (runs/<id>/reserve; removed when the
   /// run's final record is written).
   static constexpr size_t kRecordReserveBytes = 128 * 1024;
+  /// Takes `origin_run_id`'s resume lock (runs/<id>/resume.lock) for the lifetime of `lock`:
+  /// a resume that may adopt the origin's Kubernetes Jobs holds it, so two resumes at once
+  /// never both follow (and both take the outcome of) the same Job. Errors: kConflict when
+  /// another process holds it (the message says what to do), I/O errors naming the file.
+  base::Status lock_resume(const std::string& origin_run_id, RunLock* lock);
   /// Reads run.json; a run marked running whose lock is free is reported as kCrashed.
   base::Result<RunInfo> read_run(const std::string& run_id) const;
   /// All runs (optionally of one flow), oldest first. Unreadable runs are skipped; with

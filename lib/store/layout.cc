@@ -41,6 +41,10 @@ std::string run_lock_file(const std::string& root, const std::string& run_id) {
   return fmt::format("{}/runs/{}/{}", root, run_id, kLockFile);
 }
 
+std::string resume_lock_file(const std::string& root, const std::string& run_id) {
+  return fmt::format("{}/runs/{}/resume.lock", root, run_id);
+}
+
 std::string tasks_dir(const std::string& root, const std::string& run_id) {
   return fmt::format("{}/runs/{}/tasks", root, run_id);
 }

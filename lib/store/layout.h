@@ -44,6 +44,8 @@ std::string run_dir(const std::string& root, const std::string& run_id);
 std::string run_file(const std::string& root, const std::string& run_id);
 /// <root>/runs/<run_id>/lock
 std::string run_lock_file(const std::string& root, const std::string& run_id);
+/// runs/<id>/resume.lock: held by the resume that may adopt run <id>'s Kubernetes Jobs.
+std::string resume_lock_file(const std::string& root, const std::string& run_id);
 /// <root>/runs/<run_id>/reserve: space set aside while the run runs, given up to record an
 /// outcome when the disk is full.
 std::string run_reserve_file(const std::string& root, const std::string& run_id);

@@ -229,6 +229,34 @@ TEST_CASE("issue_8 the datastore identity is in the Job's name, labels, annotati
   CHECK(exec::run_label_selector(kId, "17") == "mflow.dev/datastore=" + kId + ",mflow.dev/run=17");
 }
 
+TEST_CASE("issue_8 the task hash ignores run and attempt, not spec, inputs or settings", "[kube]") {
+  exec::TaskLaunch l = basic_launch();
+  l.task_hash = "spec+inputs";
+  spec::Step step;
+  step.name = "start";
+  auto task = exec::resolve_kube_task(step, defaults_with_pvc(), "/data/mflow");
+  REQUIRE(task.ok());
+  const std::string base = exec::task_hash(l, task.value());
+  json job = exec::build_job({kId, "bigsum", "/data/mflow", &l, &task.value()});
+  CHECK(job["metadata"]["annotations"][exec::kAnnotationTaskHash] == base);
+
+  exec::TaskLaunch later = l;  // the same task in a resume: another run, attempt, paths
+  later.run_id = "1732460000999";
+  later.attempt = 2;
+  later.env["MFLOW_OUTPUT_DIR"] = "/data/mflow/runs/1732460000999/work/start/0/2/out";
+  CHECK(exec::task_hash(later, task.value()) == base);
+
+  exec::TaskLaunch changed = l;
+  changed.task_hash = "other spec or inputs";
+  CHECK(exec::task_hash(changed, task.value()) != base);
+  exec::KubeTaskSpec bigger = task.value();
+  bigger.cpu = 2;
+  CHECK(exec::task_hash(l, bigger) != base);
+  exec::KubeTaskSpec other_image = task.value();
+  other_image.image = "registry.example.com/mflow:0.2.0";
+  CHECK(exec::task_hash(l, other_image) != base);
+}
+
 TEST_CASE("label values are valid and keep distinct inputs distinct", "[kube]") {
   CHECK(exec::label_value("start") == "start");
   CHECK(exec::label_value("3.1") == "3.1");
