@@ -5,6 +5,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -56,5 +57,49 @@ struct ConnectionSettings {
   std::string ca_bundle;       // PEM file; empty: the system trust store. TLS is always verified.
   std::string profile;         // the profile the settings were read from ("default", ...)
 };
+
+
+/// Fixed credentials: keys a caller already has (tests, a flag). get() always returns them.
+class StaticCredentialProvider : public CredentialProvider {
+ public:
+  explicit StaticCredentialProvider(Credentials credentials) : credentials_(std::move(credentials)) {}
+  base::Result<Credentials> get() override { return credentials_; }
+
+ private:
+  Credentials credentials_;
+};
+
+/// What a process run through a ProcessRunner printed, once it exited.
+struct ProcessOutput {
+  int exit_code = 0;  // -1 when it was killed by a signal
+  std::string out;
+  std::string err;
+};
+
+/// Runs `command` with /bin/sh -c (stdin /dev/null) and returns its output once it exits; an
+/// error when it cannot start or runs past `timeout` (it is then killed). lib/s3 may not spawn
+/// processes (docs/CONTRIBUTING.md rule 5): cli/ supplies one built on exec/subprocess.
+using ProcessRunner =
+    std::function<base::Result<ProcessOutput>(const std::string& command, std::chrono::seconds timeout)>;
+
+/// Parses an ISO 8601 / RFC 3339 UTC time as AWS writes it ("2026-01-01T00:00:00Z",
+/// fractions and offsets allowed).
+std::optional<Clock::time_point> parse_aws_time(const std::string& text);
+
+/// Parses what a credential_process printed: JSON with Version 1, AccessKeyId,
+/// SecretAccessKey, optional SessionToken and Expiration. Errors name `where` and never
+/// quote the output (it may hold a secret).
+base::Result<Credentials> parse_process_credentials(const std::string& text, const std::string& where);
+
+/// Parses the JSON of the container credentials endpoint and of EC2 instance metadata
+/// (AccessKeyId, SecretAccessKey, Token, Expiration; IMDS's Code must be "Success").
+base::Result<Credentials> parse_metadata_credentials(const std::string& text, const std::string& where);
+
+/// Parses an STS answer (AssumeRoleWithWebIdentityResponse / AssumeRoleResponse XML) with
+/// its HTTP status: the Credentials element, or for an ErrorResponse an error with STS's
+/// Code and Message (kInvalid for the caller's mistakes, kUnavailable for throttling and
+/// server errors).
+base::Result<Credentials> parse_sts_response(int http_status, const std::string& body,
+                                             const std::string& where);
 
 }  // namespace mflow::s3

@@ -1,0 +1,200 @@
+#!/usr/bin/env python3
+"""Loopback fakes of the AWS credential services mflow's credential chain talks to, answering
+as the real services do (shapes from the AWS documentation):
+
+  STS        POST /  Action=AssumeRoleWithWebIdentity (form body, unsigned): the
+             AssumeRoleWithWebIdentityResponse XML, or STS's ErrorResponse XML (400
+             InvalidIdentityToken for a token other than --web-identity-token, 403
+             AccessDenied for a role other than --role-arn, a signed request is refused).
+  container  GET --container-path: the ECS/EKS Pod Identity JSON (AccessKeyId,
+             SecretAccessKey, Token, Expiration); 401 unless the Authorization header equals
+             --container-token.
+  IMDSv2     PUT /latest/api/token with X-aws-ec2-metadata-token-ttl-seconds (1..21600) gives
+             a session token; GET /latest/meta-data/iam/security-credentials/[ROLE] without a
+             valid X-aws-ec2-metadata-token gets 401, as on EC2 with IMDSv2 required.
+
+Every credential handed out is new: ASIAFAKE0001, ASIAFAKE0002, ... with the secret
+fakeSecretNNNN and the session token fakeTokenNNNN, expiring --expires-in seconds later.
+--delay makes each credential answer slow (to see that concurrent callers share one fetch).
+Each request is appended to --log as "METHOD PATH STATUS". The port is written to
+--port-file; the server exits when --exit-with-pid is gone.
+"""
+import argparse
+import datetime
+import os
+import secrets
+import sys
+import threading
+import time
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+ARGS = None
+LOCK = threading.Lock()
+STATE = {"issued": 0, "imds_tokens": set()}
+
+
+def next_credentials():
+    with LOCK:
+        STATE["issued"] += 1
+        n = STATE["issued"]
+    expires = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=ARGS.expires_in)
+    return {
+        "AccessKeyId": "ASIAFAKE%04d" % n,
+        "SecretAccessKey": "fakeSecret%04d" % n,
+        "Token": "fakeToken%04d" % n,
+        "Expiration": expires.strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+
+
+def sts_error(code, message, kind="Sender"):
+    return ('<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">\n'
+            "  <Error>\n    <Type>%s</Type>\n    <Code>%s</Code>\n    <Message>%s</Message>\n  </Error>\n"
+            "  <RequestId>%s</RequestId>\n</ErrorResponse>\n" % (kind, code, message, secrets.token_hex(16)))
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, fmt, *args):  # quiet: the request log is --log
+        pass
+
+    def reply(self, status, body, content_type="text/plain"):
+        data = body.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+        if ARGS.log:
+            with LOCK, open(ARGS.log, "a") as f:
+                f.write("%s %s %d\n" % (self.command, self.path, status))
+
+    def body(self):
+        return self.rfile.read(int(self.headers.get("Content-Length", "0")))
+
+    def do_POST(self):
+        form = urllib.parse.parse_qs(self.body().decode(), keep_blank_values=True)
+        get = lambda k: form.get(k, [""])[0]
+        if self.path != "/" or get("Action") != "AssumeRoleWithWebIdentity":
+            return self.reply(400, sts_error("InvalidAction", "Could not find operation %s" % get("Action")),
+                              "text/xml")
+        if self.headers.get("Authorization"):
+            return self.reply(400, sts_error("InvalidParameterValue",
+                                             "AssumeRoleWithWebIdentity is an unsigned call"), "text/xml")
+        if get("Version") != "2011-06-15" or not get("RoleSessionName"):
+            return self.reply(400, sts_error("MissingParameter", "Version and RoleSessionName are required"),
+                              "text/xml")
+        if get("WebIdentityToken") != ARGS.web_identity_token:
+            return self.reply(400, sts_error("InvalidIdentityToken", "Couldn't retrieve verification key "
+                                             "from your identity provider"), "text/xml")
+        if get("RoleArn") != ARGS.role_arn:
+            return self.reply(403, sts_error("AccessDenied", "Not authorized to perform "
+                                             "sts:AssumeRoleWithWebIdentity"), "text/xml")
+        time.sleep(ARGS.delay)
+        c = next_credentials()
+        role = get("RoleArn")
+        xml = f"""<AssumeRoleWithWebIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
+  <AssumeRoleWithWebIdentityResult>
+    <SubjectFromWebIdentityToken>system:serviceaccount:default:mflow</SubjectFromWebIdentityToken>
+    <Audience>sts.amazonaws.com</Audience>
+    <AssumedRoleUser>
+      <Arn>{role.replace(':role/', ':assumed-role/')}/{get("RoleSessionName")}</Arn>
+      <AssumedRoleId>AROAFAKE:{get("RoleSessionName")}</AssumedRoleId>
+    </AssumedRoleUser>
+    <Credentials>
+      <SessionToken>{c["Token"]}</SessionToken>
+      <SecretAccessKey>{c["SecretAccessKey"]}</SecretAccessKey>
+      <Expiration>{c["Expiration"]}</Expiration>
+      <AccessKeyId>{c["AccessKeyId"]}</AccessKeyId>
+    </Credentials>
+    <Provider>arn:aws:iam::123456789012:oidc-provider/oidc.eks.fake</Provider>
+  </AssumeRoleWithWebIdentityResult>
+  <ResponseMetadata>
+    <RequestId>{secrets.token_hex(16)}</RequestId>
+  </ResponseMetadata>
+</AssumeRoleWithWebIdentityResponse>
+"""
+        self.reply(200, xml, "text/xml")
+
+    def do_PUT(self):
+        self.body()
+        if self.path != "/latest/api/token":
+            return self.reply(404, "Not Found")
+        ttl = self.headers.get("X-aws-ec2-metadata-token-ttl-seconds", "")
+        if not ttl.isdigit() or not 1 <= int(ttl) <= 21600:
+            return self.reply(400, "Bad Request")
+        token = secrets.token_urlsafe(32)
+        with LOCK:
+            STATE["imds_tokens"].add(token)
+        self.reply(200, token)
+
+    def do_GET(self):
+        if ARGS.container_path and self.path == ARGS.container_path:
+            if self.headers.get("Authorization") != ARGS.container_token:
+                return self.reply(401, '{"code":"AccessDeniedException","message":"invalid token"}',
+                                  "application/json")
+            time.sleep(ARGS.delay)
+            c = next_credentials()
+            c["RoleArn"] = ARGS.role_arn
+            return self.reply(200, json_dump(c), "application/json")
+        prefix = "/latest/meta-data/iam/security-credentials/"
+        if self.path.startswith(prefix):
+            with LOCK:
+                ok = self.headers.get("X-aws-ec2-metadata-token") in STATE["imds_tokens"]
+            if not ok:
+                return self.reply(401, "Unauthorized")
+            role = self.path[len(prefix):]
+            if role == "":
+                return self.reply(200, ARGS.imds_role)
+            if role != ARGS.imds_role:
+                return self.reply(404, "Not Found")
+            time.sleep(ARGS.delay)
+            c = next_credentials()
+            c.update({"Code": "Success", "Type": "AWS-HMAC",
+                      "LastUpdated": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")})
+            return self.reply(200, json_dump(c), "text/plain")
+        self.reply(404, "Not Found")
+
+
+def json_dump(obj):
+    import json
+    return json.dumps(obj, indent=2)
+
+
+def watch_parent(pid):
+    while True:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            os._exit(0)
+        time.sleep(0.5)
+
+
+def main():
+    global ARGS
+    p = argparse.ArgumentParser()
+    p.add_argument("--port-file", required=True)
+    p.add_argument("--log")
+    p.add_argument("--exit-with-pid", type=int)
+    p.add_argument("--expires-in", type=int, default=3600)
+    p.add_argument("--delay", type=float, default=0)
+    p.add_argument("--role-arn", default="arn:aws:iam::123456789012:role/mflow")
+    p.add_argument("--web-identity-token", default="eyJhbGciOiJSUzI1NiJ9.fake-web-identity.sig")
+    p.add_argument("--container-path", default="/v2/credentials/fake")
+    p.add_argument("--container-token", default="fakeContainerAuthToken")
+    p.add_argument("--imds-role", default="mflow-node-role")
+    ARGS = p.parse_args()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    if ARGS.exit_with_pid:
+        threading.Thread(target=watch_parent, args=(ARGS.exit_with_pid,), daemon=True).start()
+    tmp = ARGS.port_file + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(str(server.server_address[1]))
+    os.rename(tmp, ARGS.port_file)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
