@@ -11,6 +11,7 @@
 #include <optional>
 #include <string>
 
+#include "base/rfc3339.h"
 #include "base/status.h"
 #include "kube/config.h"
 
@@ -44,7 +45,7 @@ base::Result<ExecCredential> parse_exec_credential(const std::string& text,
                                                    const std::string& where);
 
 /// Parses an RFC 3339 timestamp ("2026-01-01T00:00:00Z", fractions and offsets allowed).
-std::optional<std::chrono::system_clock::time_point> parse_rfc3339(const std::string& text);
+using base::parse_rfc3339;
 
 class Credentials {
  public:

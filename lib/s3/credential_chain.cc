@@ -7,6 +7,7 @@
 #include <fmt/core.h>
 
 #include "base/file_util.h"
+#include "base/rfc3339.h"
 #include "base/strings.h"
 #include "s3/http_fetch.h"
 
@@ -195,7 +196,7 @@ class Chain : public CredentialProvider {
     // AWS_SECURITY_TOKEN is the older name some tools still set.
     creds.session_token = env()("AWS_SESSION_TOKEN").value_or(env()("AWS_SECURITY_TOKEN").value_or(""));
     if (auto expiration = env()("AWS_CREDENTIAL_EXPIRATION")) {
-      creds.expiration = parse_aws_time(*expiration);
+      creds.expiration = base::parse_rfc3339(base::trim(*expiration));
       if (!creds.expiration) {
         return Outcome::failed(Status::invalid(fmt::format(
             "AWS_CREDENTIAL_EXPIRATION=\"{}\" is not an ISO 8601 time such as 2026-01-01T00:00:00Z",

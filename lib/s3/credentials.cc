@@ -1,13 +1,11 @@
 #include "s3/credentials.h"
 
-#include <time.h>
-
 #include <algorithm>
-#include <cstdio>
 
 #include <fmt/core.h>
 #include <nlohmann/json.hpp>
 
+#include "base/rfc3339.h"
 #include "base/strings.h"
 
 namespace mflow::s3 {
@@ -88,7 +86,7 @@ Result<Credentials> credentials_from_json(const std::string& text, const std::st
   creds.secret_access_key = *secret;
   creds.session_token = *token;
   if (!expiration->empty()) {
-    creds.expiration = parse_aws_time(*expiration);
+    creds.expiration = base::parse_rfc3339(*expiration);
     if (!creds.expiration) {
       return Status::invalid(fmt::format("{}: Expiration \"{}\" is not an ISO 8601 time such as "
                                          "2026-01-01T00:00:00Z",
@@ -100,33 +98,6 @@ Result<Credentials> credentials_from_json(const std::string& text, const std::st
 }
 
 }  // namespace
-
-std::optional<Clock::time_point> parse_aws_time(const std::string& text) {
-  struct tm tm {};
-  std::string t(base::trim(text));
-  const char* p = ::strptime(t.c_str(), "%Y-%m-%dT%H:%M:%S", &tm);
-  if (p == nullptr) return std::nullopt;
-  if (*p == '.') {  // fractional seconds: second precision is plenty for an expiry
-    ++p;
-    while (*p >= '0' && *p <= '9') ++p;
-  }
-  long offset = 0;
-  if (*p == 'Z' || *p == 'z') {
-    ++p;
-  } else if (*p == '+' || *p == '-') {
-    int hh = 0, mm = 0;
-    if (std::sscanf(p + 1, "%2d:%2d", &hh, &mm) != 2) return std::nullopt;
-    offset = (hh * 3600L + mm * 60L) * (*p == '-' ? -1 : 1);
-    p += 6;
-  } else {
-    return std::nullopt;
-  }
-  if (*p != '\0') return std::nullopt;
-  time_t seconds = ::timegm(&tm);
-  if (seconds == static_cast<time_t>(-1)) return std::nullopt;
-  constexpr time_t kMax = 7258118400;  // 2200-01-01: system_clock's nanoseconds end in 2262
-  return Clock::from_time_t(std::min<time_t>(seconds - offset, kMax));
-}
 
 Result<Credentials> parse_process_credentials(const std::string& text, const std::string& where) {
   json doc;
@@ -181,7 +152,7 @@ Result<Credentials> parse_sts_response(int http_status, const std::string& body,
     return Status::unavailable(fmt::format(
         "{}: STS's Credentials element lacks AccessKeyId, SecretAccessKey or SessionToken", where));
   }
-  creds.expiration = parse_aws_time(expiration);
+  creds.expiration = base::parse_rfc3339(expiration);
   if (!creds.expiration) {
     return Status::unavailable(fmt::format("{}: STS's Expiration \"{}\" is not an ISO 8601 time", where,
                                            base::printable(expiration.substr(0, 40))));

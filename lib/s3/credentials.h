@@ -82,10 +82,6 @@ struct ProcessOutput {
 using ProcessRunner =
     std::function<base::Result<ProcessOutput>(const std::string& command, std::chrono::seconds timeout)>;
 
-/// Parses an ISO 8601 / RFC 3339 UTC time as AWS writes it ("2026-01-01T00:00:00Z",
-/// fractions and offsets allowed).
-std::optional<Clock::time_point> parse_aws_time(const std::string& text);
-
 /// Parses what a credential_process printed: JSON with Version 1, AccessKeyId,
 /// SecretAccessKey, optional SessionToken and Expiration. Errors name `where` and never
 /// quote the output (it may hold a secret).

@@ -15,7 +15,8 @@ as the real services do (shapes from the AWS documentation):
 
 Every credential handed out is new: ASIAFAKE0001, ASIAFAKE0002, ... with the secret
 fakeSecretNNNN and the session token fakeTokenNNNN, expiring --expires-in seconds later.
---delay makes each credential answer slow (to see that concurrent callers share one fetch).
+--clock-file names a file holding seconds the test moved its clock forward (the fake's
+Expiration moves with it). --delay makes each credential answer slow (to see that concurrent callers share one fetch).
 Each request is appended to --log as "METHOD PATH STATUS". The port is written to
 --port-file; the server exits when --exit-with-pid is gone.
 """
@@ -38,7 +39,13 @@ def next_credentials():
     with LOCK:
         STATE["issued"] += 1
         n = STATE["issued"]
-    expires = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=ARGS.expires_in)
+    # --clock-file holds how many seconds the test moved its clock forward: the fake shares it.
+    offset = 0
+    if ARGS.clock_file and os.path.exists(ARGS.clock_file):
+        with open(ARGS.clock_file) as f:
+            offset = int(f.read().strip() or 0)
+    expires = (datetime.datetime.now(datetime.timezone.utc) +
+               datetime.timedelta(seconds=ARGS.expires_in + offset))
     return {
         "AccessKeyId": "ASIAFAKE%04d" % n,
         "SecretAccessKey": "fakeSecret%04d" % n,
@@ -60,15 +67,16 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
     def reply(self, status, body, content_type="text/plain"):
+        # Logged before the answer goes out, so a client that got it sees it in the log.
+        if ARGS.log:
+            with LOCK, open(ARGS.log, "a") as f:
+                f.write("%s %s %d\n" % (self.command, self.path, status))
         data = body.encode()
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
-        if ARGS.log:
-            with LOCK, open(ARGS.log, "a") as f:
-                f.write("%s %s %d\n" % (self.command, self.path, status))
 
     def body(self):
         return self.rfile.read(int(self.headers.get("Content-Length", "0")))
@@ -179,6 +187,7 @@ def main():
     p.add_argument("--exit-with-pid", type=int)
     p.add_argument("--expires-in", type=int, default=3600)
     p.add_argument("--delay", type=float, default=0)
+    p.add_argument("--clock-file")
     p.add_argument("--role-arn", default="arn:aws:iam::123456789012:role/mflow")
     p.add_argument("--web-identity-token", default="eyJhbGciOiJSUzI1NiJ9.fake-web-identity.sig")
     p.add_argument("--container-path", default="/v2/credentials/fake")
