@@ -614,8 +614,12 @@ void KubeExecutor::handle_relist(Resource resource, const std::string& ns, const
 
 void KubeExecutor::supervise() {
   std::unique_lock lock(mu_);
+  auto next_tick = std::chrono::steady_clock::now();
   while (!stop_) {
-    cv_.wait_for(lock, options_.tick);
+    // Every tick, not on every notification of cv_: each watch event notifies it, and
+    // re-evaluating every attempt per event cost more CPU than the events themselves.
+    next_tick += options_.tick;
+    cv_.wait_until(lock, next_tick, [&] { return stop_.load(); });
     if (stop_) break;
     std::vector<std::pair<std::string, std::string>> to_delete;
     auto now = options_.now();
@@ -949,25 +953,47 @@ void KubeExecutor::follow_log(std::shared_ptr<Attempt> a, std::string pod,
       pos = end;
     };
   };
+  // Under mu_: whether the pod's log can no longer grow (it ended, was deleted, or the
+  // attempt was decided), so one plain read returns all of it.
+  // evaluate() marks a pod that ended (settled_seq) whenever its state changes, so this
+  // check is cheap: it runs on every notification of cv_.
+  auto settled = [&] {
+    auto it = a->pods.find(pod);
+    return a->decided || it == a->pods.end() || it->second.deleted || it->second.settled_seq != 0;
+  };
+  // Most pods of a wide foreach end within a moment of starting: waiting that moment before
+  // following lets one plain read fetch the whole log, instead of a follow plus the final
+  // read (each request costs the orchestrator CPU; issue 8 §4). Output of a longer task
+  // reaches the console and the log file that much later.
+  {
+    std::unique_lock lock(mu_);
+    cv_.wait_for(lock, options_.log_follow_delay, [&] { return a->stop_logs.load() || settled(); });
+  }
+  int final_failures = 0;
   while (!a->stop_logs) {
-    size_t pos = 0;
-    auto followed = api_.read_pod_log(a->ns, pod, true, reader(pos), a->stop_logs);
-    bool settled;
+    bool done;
     {
       std::lock_guard lock(mu_);
-      auto it = a->pods.find(pod);
-      settled = a->decided || it == a->pods.end() || it->second.deleted ||
-                diagnose_pod(it->second.obj).terminated;
+      done = settled();
     }
-    if (settled && !a->stop_logs) {
-      pos = 0;
-      api_.read_pod_log(a->ns, pod, false, reader(pos), a->stop_logs);
-      break;
+    size_t pos = 0;
+    if (done) {
+      auto got = api_.read_pod_log(a->ns, pod, false, reader(pos), a->stop_logs);
+      // A failed final read is repeated a few times: it is the only complete copy.
+      if (got.ok() || got.error.http_status == 404 || ++final_failures >= 5) break;
+      std::unique_lock lock(mu_);
+      cv_.wait_for(lock, options_.retry_delay, [&] { return a->stop_logs.load(); });
+      continue;
     }
+    auto followed = api_.read_pod_log(a->ns, pod, true, reader(pos), a->stop_logs);
     if (!followed.ok() && followed.error.http_status == 404) break;
+    // A follow that ends cleanly ends with the container, usually just before the pod watch
+    // says so: wait for the watch rather than following again at once (which would fetch the
+    // whole log once more). The final plain read stays: a follow can also end early (an API
+    // server or kubelet restart), and only a read after the end is known to be complete.
     std::unique_lock lock(mu_);
-    cv_.wait_for(lock, followed.ok() ? std::chrono::milliseconds(100) : options_.retry_delay,
-                 [&] { return a->stop_logs.load(); });
+    cv_.wait_for(lock, followed.ok() ? options_.log_settle_wait : options_.retry_delay,
+                 [&] { return a->stop_logs.load() || settled(); });
   }
   if (!partial.empty()) {
     std::lock_guard lock(a->log_mu);

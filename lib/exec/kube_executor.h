@@ -48,6 +48,12 @@ struct KubeExecutorOptions {
   std::chrono::milliseconds tick{1000};
   /// Pause before re-listing / re-watching after an API error, and before re-reading a log.
   std::chrono::milliseconds retry_delay{1000};
+  /// How long a pod that runs is left before its log is followed: a pod that ends sooner has
+  /// its whole log fetched with one plain read.
+  std::chrono::milliseconds log_follow_delay{1000};
+  /// After a log follow ended cleanly, how long to wait for the watch to report the pod
+  /// ended (then one final read) before following again.
+  std::chrono::milliseconds log_settle_wait{3000};
   /// How long to wait for the pod's final state after the Job's outcome is known (the Job
   /// and pod watches are separate streams) before reporting without it.
   std::chrono::seconds settle{10};
