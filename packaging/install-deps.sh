@@ -10,6 +10,7 @@ packages="
   clang libclang-rt-14-dev
   python3 python3-yaml openssl procps time parallel
   python3-botocore python3-boto3 awscli chromium
+  python3-jsonschema libxml2-utils
 "
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -10,7 +10,9 @@
 #include <filesystem>
 #include <iostream>
 #include <optional>
+#include <memory>
 #include <set>
+#include <streambuf>
 
 #include <fmt/core.h>
 #include <nlohmann/json.hpp>
@@ -19,6 +21,7 @@
 #include "base/json_text.h"
 #include "base/signals.h"
 #include "base/strings.h"
+#include "cli/ci_outputs.h"
 #include "cli/number_flags.h"
 #include "exec/job_manifest.h"
 #include "exec/kube_executor.h"
@@ -30,6 +33,8 @@
 #include "kube/rest_api_client.h"
 #include "graph/graph.h"
 #include "runtime/console_reporter.h"
+#include "runtime/event_stream.h"
+#include "runtime/run_ledger.h"
 #include "runtime/machine.h"
 #include "runtime/scheduler.h"
 #include "spec/flow.h"
@@ -82,6 +87,11 @@ void add_run_flags(CLI::App& app, RunFlags& flags) {
   app.add_option("--run-id-file", flags.run_id_file, "Write the new run's id to this file");
   app.add_option("--summary-json", flags.summary_json,
                  "Write a machine-readable summary of the run to this file");
+  app.add_option("--events", flags.events,
+                 "Write run and task events as JSON lines to this file as they happen (- for "
+                 "stdout; task output then goes to stderr)");
+  app.add_option("--junit", flags.junit,
+                 "Write a JUnit XML report (one test case per task) to this file");
 }
 
 std::string resolve_datastore(const std::string& flag) {
@@ -384,13 +394,18 @@ void print_status_error(const base::Status& s) {
 }
 
 ExitCode write_summary_json(const std::string& path, const runtime::RunSummary& s,
+                            const std::vector<runtime::TaskEntry>& tasks,
                             const std::string& status, const std::string& command_options) {
   nlohmann::json j;
   j["run_id"] = s.run_id;
   j["flow"] = s.flow;
   j["status"] = status;
-  j["tasks"] = {{"succeeded", s.tasks_succeeded}, {"reused", s.tasks_reused},
-                {"failed", s.tasks_failed}, {"stopped", s.tasks_stopped}};
+  j["tasks"] = {{"succeeded", s.tasks_succeeded},
+                {"succeeded_after_retries", s.tasks_succeeded_after_retries},
+                {"reused", s.tasks_reused},
+                {"failed", s.tasks_failed},
+                {"stopped", s.tasks_stopped}};
+  j["task_list"] = tasks_json(tasks);
   j["elapsed_ms"] = s.elapsed.count();
   j["failures"] = nlohmann::json::array();
   for (const auto& f : s.failures) {
@@ -408,6 +423,42 @@ ExitCode write_summary_json(const std::string& path, const runtime::RunSummary& 
     return ExitCode::kEnvironment;
   }
   return ExitCode::kOk;
+}
+
+// What a run leaves for CI besides --summary-json: the --junit file, the end of the --events
+// stream (a failed write there is reported now), GitHub annotations and job summary, GitLab
+// log sections. Exit 4 when a file the user named could not be written.
+ExitCode write_ci_outputs(const RunFlags& flags, const runtime::RunSummary& summary,
+                          const runtime::RunLedger& ledger, const runtime::EventStream* events,
+                          const std::string& command_options) {
+  ExitCode code = ExitCode::kOk;
+  if (events && !events->error().empty()) {
+    std::cerr << "mflow: error: --events: " << events->error() << "\n";
+    code = ExitCode::kEnvironment;
+  }
+  auto tasks = ledger.tasks();
+  if (!flags.junit.empty()) {
+    if (auto s = base::write_output_file(flags.junit, junit_xml(summary, tasks)); !s.ok()) {
+      print_status_error(s.with_context("--junit"));
+      code = ExitCode::kEnvironment;
+    }
+  }
+  if (on_github_actions()) {
+    std::cerr << github_failure_annotations(summary, command_options);
+    // The job summary is GitHub's page, not a file the user named: a failure to append to it
+    // is a warning, and the run's outcome stands.
+    if (const char* path = std::getenv("GITHUB_STEP_SUMMARY"); path && *path) {
+      std::unique_ptr<std::FILE, int (*)(std::FILE*)> f(std::fopen(path, "ae"), &std::fclose);
+      std::string text = github_step_summary(summary, tasks, command_options);
+      if (!f || std::fwrite(text.data(), 1, text.size(), f.get()) != text.size() ||
+          std::fflush(f.get()) != 0) {
+        std::cerr << fmt::format("mflow: warning: GITHUB_STEP_SUMMARY={}: cannot append the job "
+                                 "summary ({})\n", path, std::strerror(errno));
+      }
+    }
+  }
+  if (on_gitlab_ci()) std::cerr << gitlab_failure_sections(summary, tasks);
+  return code;
 }
 
 // `--dry-run`: the Job of each Kubernetes step's first task, as `kubectl apply -f -` takes
@@ -512,19 +563,85 @@ base::ExitCode execute_flow_once(const std::string& flow_path, const RunFlags& f
 
 }  // namespace
 
+namespace {
+
+// Copies what is written to std::cerr while it is installed, passing it on unchanged: a run
+// refused before it started explains itself on stderr (diagnostics, `mflow: error: ...`), and
+// its --summary-json and GitHub annotation carry the same text. Task output and progress go
+// through the console reporter's FILE*, never std::cerr, so they are not captured.
+class StderrCopy : public std::streambuf {
+ public:
+  StderrCopy() : original_(std::cerr.rdbuf(this)) {}
+  ~StderrCopy() override { std::cerr.rdbuf(original_); }
+  const std::string& text() const { return text_; }
+
+ protected:
+  int overflow(int c) override {
+    if (c == traits_type::eof()) return traits_type::not_eof(c);
+    char ch = static_cast<char>(c);
+    append(&ch, 1);
+    return original_->sputc(ch);
+  }
+  std::streamsize xsputn(const char* s, std::streamsize n) override {
+    append(s, static_cast<size_t>(n));
+    return original_->sputn(s, n);
+  }
+  int sync() override { return original_->pubsync(); }
+
+ private:
+  void append(const char* s, size_t n) {
+    // Bounded: a refusal is a few lines; a flow with thousands of diagnostics keeps the first.
+    constexpr size_t kMax = 64 * 1024;
+    text_.append(s, std::min(n, kMax - std::min(kMax, text_.size())));
+  }
+  std::streambuf* original_;
+  std::string text_;
+};
+
+// The error lines of a refusal: diagnostics (`file:line:col: error: ...` with their hints)
+// and mflow's own `mflow: error: ...` lines, without warnings.
+std::vector<std::string> refusal_errors(const std::string& text) {
+  std::vector<std::string> errors;
+  for (const auto& line : base::split(text, '\n')) {
+    if (line.find("error: ") != std::string::npos) {
+      errors.push_back(base::starts_with(line, "mflow: error: ") ? line.substr(14) : line);
+    } else if (base::starts_with(line, "  hint: ") && !errors.empty()) {
+      errors.back() += "\n" + line.substr(2);
+    }
+  }
+  return errors;
+}
+
+}  // namespace
+
 base::ExitCode execute_flow(const std::string& flow_path, const RunFlags& flags,
                             const std::optional<ResumeRequest>& resume, int verbosity) {
   bool summary_written = false;
-  ExitCode code = execute_flow_once(flow_path, flags, resume, verbosity, &summary_written);
+  ExitCode code;
+  std::vector<std::string> errors;
+  {
+    StderrCopy copy;
+    code = execute_flow_once(flow_path, flags, resume, verbosity, &summary_written);
+    if (!summary_written && code != ExitCode::kOk) errors = refusal_errors(copy.text());
+  }
+  if (!summary_written && code != ExitCode::kOk && on_github_actions()) {
+    // Flow diagnostics were annotated with their position already; the rest get one each.
+    for (const auto& e : errors) {
+      if (e.find(": error: ") != std::string::npos) continue;
+      std::cerr << "::error title=mflow%3A run refused::" << github_escape_data(e) << "\n";
+    }
+  }
   if (!flags.summary_json.empty() && !summary_written && code != ExitCode::kOk &&
       check_output_target(flags.summary_json).ok()) {
     // Refused before a run existed (usage, invalid flow, preflight, Kubernetes API): CI still
-    // finds a summary, with no run id and the reason in `status`.
+    // finds a summary, with no run id, and the errors mflow printed.
     nlohmann::json j = {{"run_id", nullptr},
                         {"flow_file", flow_path},
                         {"status", "refused"},
                         {"exit_code", base::to_int(code)},
-                        {"message", "mflow refused to start the run; its stderr says why"}};
+                        {"message", errors.empty() ? std::string("mflow refused to start the run")
+                                                   : base::join(errors, "\n")},
+                        {"errors", errors}};
     if (auto s = base::write_output_file(flags.summary_json, j.dump(2) + "\n"); !s.ok()) {
       print_status_error(s.with_context("--summary-json"));
     }
@@ -549,6 +666,7 @@ base::ExitCode execute_flow_once(const std::string& flow_path, const RunFlags& f
   if (flow) graph = graph::Graph::build(*flow, &diags);
   diags.sort_and_dedupe();
   std::cerr << diags.format_all();
+  if (on_github_actions()) std::cerr << github_diagnostic_annotations(diags);
   if (!graph || diags.has_errors()) {
     if (flow || diags.has_errors()) return ExitCode::kInvalidFlow;
     return ExitCode::kUsage;
@@ -639,9 +757,12 @@ base::ExitCode execute_flow_once(const std::string& flow_path, const RunFlags& f
   }
 
   // Phase 3: parameters, output files, routing and the local preflight.
-  for (const auto& [flag, path] : {std::pair<const char*, const std::string&>{"--run-id-file",
-                                                                              flags.run_id_file},
-                                   {"--summary-json", flags.summary_json}}) {
+  const std::string no_file;
+  for (const auto& [flag, path] :
+       {std::pair<const char*, const std::string&>{"--run-id-file", flags.run_id_file},
+        {"--summary-json", flags.summary_json},
+        {"--events", flags.events == "-" ? no_file : flags.events},
+        {"--junit", flags.junit}}) {
     if (auto s = check_output_target(path); !path.empty() && !s.ok()) {
       print_status_error(s.with_context(flag));
       return ExitCode::kUsage;
@@ -727,10 +848,33 @@ base::ExitCode execute_flow_once(const std::string& flow_path, const RunFlags& f
 
   // The Kubernetes API is checked before the run exists: a bad kubeconfig, CA or token must
   // not leave a run behind that reads as crashed.
-  runtime::ConsoleReporter reporter(stdout, stderr, flags.quiet);
+  // With `--events -` stdout carries the events alone, so task output moves to stderr.
+  bool events_on_stdout = flags.events == "-";
+  runtime::ConsoleReporter console(events_on_stdout ? stderr : stdout, stderr, flags.quiet);
   const std::string command_options = datastore_option(root);
-  reporter.set_command_options(command_options);
-  reporter.set_resuming(options.origin_run_id);
+  console.set_command_options(command_options);
+  console.set_resuming(options.origin_run_id);
+  runtime::RunLedger ledger;
+  std::vector<runtime::Reporter*> reporters{&console, &ledger};
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> events_file(nullptr, &std::fclose);
+  std::optional<runtime::EventStream> events;
+  if (!flags.events.empty()) {
+    std::FILE* to = stdout;
+    if (!events_on_stdout) {
+      // "e": O_CLOEXEC, so no task inherits the stream.
+      events_file.reset(std::fopen(flags.events.c_str(), "we"));
+      if (!events_file) {
+        std::cerr << fmt::format("mflow: error: --events: {}: cannot open ({})\n", flags.events,
+                                 std::strerror(errno));
+        return ExitCode::kUsage;
+      }
+      to = events_file.get();
+    }
+    events.emplace(to, flags.events);
+    events->set_resuming(options.origin_run_id);
+    reporters.push_back(&*events);
+  }
+  runtime::FanoutReporter reporter(reporters);
   if (placement_kept) {
     std::string kept;
     for (const auto& w : with) kept += " --with " + base::shell_quote(w);
@@ -908,10 +1052,16 @@ base::ExitCode execute_flow_once(const std::string& flow_path, const RunFlags& f
   }
   if (!flags.summary_json.empty()) {
     *summary_written = true;
-    if (write_summary_json(flags.summary_json, summary, store::to_string(final_info.status),
-                           command_options) != ExitCode::kOk) {
+    if (write_summary_json(flags.summary_json, summary, ledger.tasks(),
+                           store::to_string(final_info.status), command_options) != ExitCode::kOk) {
       return ExitCode::kEnvironment;
     }
+  }
+  // Written after the summary: a --junit or --events failure (exit 4) must not leave CI
+  // without the summary.
+  if (write_ci_outputs(flags, summary, ledger, events ? &*events : nullptr, command_options) !=
+      ExitCode::kOk) {
+    return ExitCode::kEnvironment;
   }
   return code;
 }

@@ -35,6 +35,8 @@ struct RunFlags {
   std::string kubernetes_context;
   std::string run_id_file;
   std::string summary_json;
+  std::string events;  // --events FILE, "-" for stdout
+  std::string junit;   // --junit FILE
   double kill_grace_seconds = 10;
   bool enforce_resources = false;
 };

@@ -9,6 +9,7 @@
 #include <fmt/core.h>
 
 #include "base/strings.h"
+#include "runtime/run_ledger.h"
 
 namespace mflow::runtime {
 
@@ -97,9 +98,7 @@ void ConsoleReporter::note(const std::string& text) {
 void ConsoleReporter::run_finished(const RunSummary& s) {
   std::lock_guard<std::mutex> lock(mu_);
   double secs = static_cast<double>(s.elapsed.count()) / 1000.0;
-  std::string counts = fmt::format("{} succeeded, {} reused, {} failed", s.tasks_succeeded,
-                                   s.tasks_reused, s.tasks_failed);
-  if (s.tasks_stopped > 0) counts += fmt::format(", {} stopped", s.tasks_stopped);
+  std::string counts = task_counts(s);
   if (s.succeeded) {
     put(err_, fmt::format("{} {}mflow: run {} of {} succeeded{} in {:.2f}s ({})\n", timestamp_now(),
                color("\033[32m"), s.run_id, s.flow, color("\033[0m"), secs, counts));

@@ -31,6 +31,7 @@ struct RunSummary {
   bool interrupted = false;
   bool succeeded = false;
   size_t tasks_succeeded = 0;
+  size_t tasks_succeeded_after_retries = 0;  // of tasks_succeeded: needed more than one attempt
   size_t tasks_reused = 0;
   size_t tasks_failed = 0;
   size_t tasks_stopped = 0;  // running when the run was interrupted, and stopped by it

@@ -594,6 +594,7 @@ void Scheduler::succeed(TaskIndex i, Active& a, const exec::Completion& c) {
   reporter_.task_finished(a.launch, c, -1);
   remember(i, std::move(view), dir.value());
   ++summary_.tasks_succeeded;
+  if (a.attempt > 0) ++summary_.tasks_succeeded_after_retries;
   active_.erase(c.key);  // `a` is gone from here on
   if (!refuse_fan_out(i, splits)) plan_.task_succeeded(i, splits);
 }
