@@ -7,9 +7,11 @@
 #include <fmt/core.h>
 
 #include "base/file_util.h"
+#include "base/hash.h"
 #include "base/rfc3339.h"
 #include "base/strings.h"
 #include "s3/http_fetch.h"
+#include "s3/sigv4.h"
 
 namespace mflow::s3 {
 namespace {
@@ -210,63 +212,94 @@ class Chain : public CredentialProvider {
   Outcome from_web_identity() {
     auto role = env()("AWS_ROLE_ARN");
     auto token_file = env()("AWS_WEB_IDENTITY_TOKEN_FILE");
-    auto session = env()("AWS_ROLE_SESSION_NAME");
-    std::string what = "AWS_ROLE_ARN, AWS_WEB_IDENTITY_TOKEN_FILE";
     if (role.has_value() != token_file.has_value()) {
       return Outcome::failed(Status::invalid(fmt::format(
           "{} is set but {} is not; web identity (IRSA) needs both",
           role ? "AWS_ROLE_ARN" : "AWS_WEB_IDENTITY_TOKEN_FILE",
           role ? "AWS_WEB_IDENTITY_TOKEN_FILE" : "AWS_ROLE_ARN")));
     }
-    if (!role && profile_) {
-      const Setting* p_role = profile_->get("role_arn");
-      const Setting* p_file = profile_->get("web_identity_token_file");
-      if (p_file != nullptr && p_role == nullptr) {
-        return Outcome::failed(Status::invalid(
-            fmt::format("{}: web_identity_token_file needs a role_arn in the same profile", p_file->where)));
-      }
-      if (p_file != nullptr) {
-        role = p_role->value;
-        token_file = expand_home(p_file->value, env());
-        if (const Setting* s = profile_->get("role_session_name")) session = s->value;
-        what = fmt::format("profile {} at {}", profile_name_, p_file->where);
-      }
+    if (role) {
+      return assume_role_with_web_identity(*role, *token_file, env()("AWS_ROLE_SESSION_NAME"),
+                                           "AWS_ROLE_ARN, AWS_WEB_IDENTITY_TOKEN_FILE");
     }
-    if (!role) {
-      return Outcome::skipped(fmt::format(
-          "AWS_ROLE_ARN and AWS_WEB_IDENTITY_TOKEN_FILE are not set{}",
-          profile_ ? fmt::format(" and profile {} has no web_identity_token_file", profile_name_) : ""));
+    if (profile_ && profile_->get("web_identity_token_file") != nullptr) {
+      return profile_web_identity(profile_name_, *profile_);
     }
-    auto token = base::read_regular_file(*token_file);
+    return Outcome::skipped(fmt::format(
+        "AWS_ROLE_ARN and AWS_WEB_IDENTITY_TOKEN_FILE are not set{}",
+        profile_ ? fmt::format(" and profile {} has no web_identity_token_file", profile_name_) : ""));
+  }
+
+  Outcome profile_web_identity(const std::string& name, const Profile& p) {
+    const Setting* file = p.get("web_identity_token_file");
+    const Setting* role = p.get("role_arn");
+    if (role == nullptr) {
+      return Outcome::failed(Status::invalid(
+          fmt::format("{}: web_identity_token_file needs a role_arn in the same profile", file->where)));
+    }
+    std::optional<std::string> session;
+    if (const Setting* s = p.get("role_session_name")) session = s->value;
+    return assume_role_with_web_identity(role->value, expand_home(file->value, env()), session,
+                                         fmt::format("profile {} at {}", name, file->where));
+  }
+
+  Outcome assume_role_with_web_identity(const std::string& role, const std::string& token_file,
+                                        std::optional<std::string> session, const std::string& what) {
+    auto token = base::read_regular_file(token_file);
     if (!token.ok()) {
       return Outcome::failed(token.status().with_context(fmt::format("the web identity token file ({})", what)));
     }
+    std::string body = fmt::format(
+        "Action=AssumeRoleWithWebIdentity&Version=2011-06-15&RoleArn={}&RoleSessionName={}&WebIdentityToken={}",
+        form_encode(role), form_encode(session.value_or(default_session_name())),
+        form_encode(base::trim(*token)));
+    auto creds = call_sts("AssumeRoleWithWebIdentity", body, nullptr,
+                          fmt::format("web identity for role {} ({})", role, what));
+    if (!creds.ok()) return Outcome::failed(creds.status());
+    creds->source = fmt::format("web identity (role {}, {})", role, what);
+    return Outcome::found(std::move(creds).value());
+  }
+
+  std::string default_session_name() const {
+    return fmt::format("mflow-{}", Clock::to_time_t(options_.now()));
+  }
+
+  // POSTs an STS query-API call (form body) to the STS endpoint; signed with `signer` when
+  // given (AssumeRole), unsigned otherwise (AssumeRoleWithWebIdentity).
+  Result<Credentials> call_sts(const std::string& action, const std::string& body, const Credentials* signer,
+                               const std::string& where) {
     auto region = resolve_region(profile_, env());
-    if (!region.ok()) return Outcome::failed(region.status());
+    if (!region.ok()) return region.status();
     auto endpoint = configured_endpoint(config_, profile_, env(), "sts");
-    if (!endpoint.ok()) return Outcome::failed(endpoint.status());
+    if (!endpoint.ok()) return endpoint.status();
     std::string url = endpoint->value_or(default_endpoint("sts", *region));
-    if (!session) {
-      session = fmt::format("mflow-{}", Clock::to_time_t(options_.now()));
-    }
+    auto parts = parse_url(url, "the STS endpoint");
+    if (!parts.ok()) return parts.status();
     HttpRequest req;
     req.method = "POST";
     req.url = url + "/";
     req.content_type = "application/x-www-form-urlencoded; charset=utf-8";
-    req.body = fmt::format(
-        "Action=AssumeRoleWithWebIdentity&Version=2011-06-15&RoleArn={}&RoleSessionName={}&"
-        "WebIdentityToken={}",
-        form_encode(*role), form_encode(*session), form_encode(base::trim(*token)));
+    req.body = body;
     req.timeout = options_.http_timeout;
     req.ca_bundle = ca_bundle();
-    req.what = fmt::format("STS AssumeRoleWithWebIdentity at {}", url);
-    std::string where = fmt::format("web identity for role {} ({})", *role, what);
+    req.what = fmt::format("STS {} at {}", action, url);
+    if (signer != nullptr) {
+      SignableRequest signable;
+      signable.method = "POST";
+      signable.path = "/";
+      std::string host = parts->host.find(':') != std::string::npos ? "[" + parts->host + "]" : parts->host;
+      if (parts->port != 0) host += fmt::format(":{}", parts->port);
+      signable.headers = {{"host", host}, {"content-type", req.content_type}};
+      signable.payload_hash = base::sha256_hex(body);
+      // The signature's date is the real time: the service checks it against its own clock.
+      sign_request(signable, *signer, *region, Clock::now(), "sts");
+      for (auto& [name, value] : signable.headers) {
+        if (name != "content-type") req.headers.emplace_back(name, value);  // set with the body
+      }
+    }
     auto resp = http_fetch(req);
-    if (!resp.ok()) return Outcome::failed(resp.status().with_context(where));
-    auto creds = parse_sts_response(resp->status, resp->body, where);
-    if (!creds.ok()) return Outcome::failed(creds.status());
-    creds->source = fmt::format("web identity (role {}, {})", *role, what);
-    return Outcome::found(std::move(creds).value());
+    if (!resp.ok()) return resp.status().with_context(where);
+    return parse_sts_response(resp->status, resp->body, where);
   }
 
   std::string ca_bundle() const {
@@ -286,53 +319,121 @@ class Chain : public CredentialProvider {
       }
       return Outcome::skipped(fmt::format("no [default] profile in {}", files));
     }
-    const Profile& p = *profile_;
-    if (const Setting* role = p.get("role_arn")) {
-      const Setting* via = p.get("source_profile");
-      if (via == nullptr) via = p.get("credential_source");
-      if (via == nullptr) {
-        return Outcome::failed(Status::invalid(fmt::format(
-            "{}: role_arn needs source_profile, credential_source or web_identity_token_file", role->where)));
-      }
-      // STS AssumeRole must be SigV4-signed; until the signer is available here this is
-      // refused with the workaround (docs/s3.md).
-      return Outcome::failed(Status::invalid(fmt::format(
-          "profile {} ({}) assumes role {} through {}, which mflow does not do yet; give mflow a "
-          "profile with `credential_process = aws configure export-credentials --profile {} "
-          "--format process` instead (docs/s3.md)",
-          profile_name_, role->where, role->value, via == p.get("source_profile") ? "source_profile" : "credential_source",
-          profile_name_)));
-    }
-    const Setting* id = p.get("aws_access_key_id");
-    const Setting* secret = p.get("aws_secret_access_key");
-    if (id != nullptr || secret != nullptr) {
-      if (id == nullptr || secret == nullptr) {
-        return Outcome::failed(Status::invalid(fmt::format(
-            "{}: profile {} has {} but no {}; set both", (id ? id : secret)->where, profile_name_,
-            id ? "aws_access_key_id" : "aws_secret_access_key",
-            id ? "aws_secret_access_key" : "aws_access_key_id")));
-      }
-      Credentials creds;
-      creds.access_key_id = id->value;
-      creds.secret_access_key = secret->value;
-      if (const Setting* token = p.get("aws_session_token")) creds.session_token = token->value;
-      creds.source = fmt::format("profile {} ({})", profile_name_, id->where);
-      return Outcome::found(std::move(creds));
-    }
-    if (const Setting* process = p.get("credential_process")) return from_process(*process);
+    std::vector<std::string> visited;
+    return profile_credentials(profile_name_, *profile_, visited);
+  }
+
+  // The credentials profile `name` stands for: an assumed role (role_arn), static keys or a
+  // credential_process. `visited` holds the profiles whose source_profile led here.
+  Outcome profile_credentials(const std::string& name, const Profile& p, std::vector<std::string>& visited) {
+    visited.push_back(name);
+    if (const Setting* role = p.get("role_arn")) return assume_role(name, p, *role, visited);
+    if (auto keys = static_keys(name, p)) return *keys;
+    if (const Setting* process = p.get("credential_process")) return from_process(name, *process);
     if (p.get("sso_session") != nullptr || p.get("sso_start_url") != nullptr) {
       return Outcome::failed(Status::invalid(fmt::format(
           "profile {} ({}) signs in through IAM Identity Center (SSO), which mflow does not do; "
           "give mflow a profile with `credential_process = aws configure export-credentials "
           "--profile {} --format process` instead (docs/s3.md)",
-          profile_name_, p.where, profile_name_)));
+          name, p.where, name)));
     }
-    return Outcome::skipped(fmt::format("profile {} ({}) has no aws_access_key_id, credential_process or role_arn",
-                                        profile_name_, p.where));
+    return Outcome::skipped(
+        fmt::format("profile {} ({}) has no aws_access_key_id, credential_process or role_arn", name, p.where));
   }
 
-  Outcome from_process(const Setting& process) {
-    std::string where = fmt::format("credential_process of profile {} ({})", profile_name_, process.where);
+  // The profile's aws_access_key_id / aws_secret_access_key, nullopt when it has neither.
+  std::optional<Outcome> static_keys(const std::string& name, const Profile& p) {
+    const Setting* id = p.get("aws_access_key_id");
+    const Setting* secret = p.get("aws_secret_access_key");
+    if (id == nullptr && secret == nullptr) return std::nullopt;
+    if (id == nullptr || secret == nullptr) {
+      return Outcome::failed(Status::invalid(fmt::format(
+          "{}: profile {} has {} but no {}; set both", (id ? id : secret)->where, name,
+          id ? "aws_access_key_id" : "aws_secret_access_key", id ? "aws_secret_access_key" : "aws_access_key_id")));
+    }
+    Credentials creds;
+    creds.access_key_id = id->value;
+    creds.secret_access_key = secret->value;
+    if (const Setting* token = p.get("aws_session_token")) creds.session_token = token->value;
+    creds.source = fmt::format("profile {} ({})", name, id->where);
+    return Outcome::found(std::move(creds));
+  }
+
+  // role_arn with source_profile (recursively), credential_source or web_identity_token_file:
+  // the source's credentials sign STS AssumeRole, as the SDKs do.
+  Outcome assume_role(const std::string& name, const Profile& p, const Setting& role,
+                      std::vector<std::string>& visited) {
+    if (p.get("web_identity_token_file") != nullptr) return profile_web_identity(name, p);
+    if (const Setting* mfa = p.get("mfa_serial")) {
+      return Outcome::failed(Status::invalid(fmt::format(
+          "{}: profile {} needs an MFA code (mfa_serial), which mflow cannot ask for; give mflow a "
+          "profile with `credential_process = aws configure export-credentials --profile {} --format "
+          "process` instead (docs/s3.md)",
+          mfa->where, name, name)));
+    }
+    Outcome source;
+    std::string via;
+    if (const Setting* sp = p.get("source_profile")) {
+      via = fmt::format("source_profile {} ({})", sp->value, sp->where);
+      if (sp->value == name) {
+        // A profile that is its own source uses its own keys (the SDKs allow this).
+        auto keys = static_keys(name, p);
+        if (!keys) {
+          return Outcome::failed(Status::invalid(fmt::format(
+              "{}: profile {} names itself as source_profile but has no aws_access_key_id", sp->where, name)));
+        }
+        source = std::move(*keys);
+      } else if (std::find(visited.begin(), visited.end(), sp->value) != visited.end()) {
+        visited.push_back(sp->value);
+        return Outcome::failed(Status::invalid(fmt::format(
+            "{}: source_profile goes round in a circle: {}", sp->where, base::join(visited, " -> "))));
+      } else {
+        auto next = config_.profile(sp->value);
+        if (!next) {
+          return Outcome::failed(config_.missing_profile_error(sp->value, "source_profile at " + sp->where));
+        }
+        source = profile_credentials(sp->value, *next, visited);
+      }
+    } else if (const Setting* cs = p.get("credential_source")) {
+      via = fmt::format("credential_source {} ({})", cs->value, cs->where);
+      if (cs->value == "Environment") {
+        source = from_environment();
+      } else if (cs->value == "Ec2InstanceMetadata") {
+        source = from_imds();
+      } else if (cs->value == "EcsContainer") {
+        source = from_container();
+      } else {
+        return Outcome::failed(Status::invalid(fmt::format(
+            "{}: credential_source must be Environment, Ec2InstanceMetadata or EcsContainer", cs->where)));
+      }
+    } else {
+      return Outcome::failed(Status::invalid(fmt::format(
+          "{}: role_arn needs source_profile, credential_source or web_identity_token_file", role.where)));
+    }
+    std::string where = fmt::format("assuming role {} for profile {} with {}", role.value, name, via);
+    if (source.kind == Outcome::Kind::kSkipped) {
+      return Outcome::failed(Status::invalid(fmt::format("{}: {}", where, source.reason)));
+    }
+    if (source.kind == Outcome::Kind::kFailed) return Outcome::failed(source.error.with_context(where));
+    std::string body = fmt::format("Action=AssumeRole&Version=2011-06-15&RoleArn={}&RoleSessionName={}",
+                                   form_encode(role.value),
+                                   form_encode(p.get("role_session_name") ? p.get("role_session_name")->value
+                                                                          : default_session_name()));
+    if (const Setting* id = p.get("external_id")) body += "&ExternalId=" + form_encode(id->value);
+    if (const Setting* d = p.get("duration_seconds")) {
+      if (d->value.find_first_not_of("0123456789") != std::string::npos) {
+        return Outcome::failed(Status::invalid(fmt::format("{}: duration_seconds must be a number of seconds", d->where)));
+      }
+      body += "&DurationSeconds=" + d->value;
+    }
+    auto creds = call_sts("AssumeRole", body, &source.creds, where);
+    if (!creds.ok()) return Outcome::failed(creds.status());
+    creds->source = fmt::format("role {} assumed for profile {} with {}", role.value, name, source.creds.source);
+    return Outcome::found(std::move(creds).value());
+  }
+
+  Outcome from_process(const std::string& name, const Setting& process) {
+    std::string where = fmt::format("credential_process of profile {} ({})", name, process.where);
     if (!options_.run_process) {
       return Outcome::failed(Status::internal(where + ": no process runner was given to the credential chain"));
     }

@@ -1,6 +1,6 @@
 // The default credential provider chain, in the AWS SDKs' order (docs/s3.md, "Credentials
 // and settings"): environment, web identity (IRSA), the shared config/credentials profile
-// (static keys, credential_process), container credentials (ECS, EKS Pod Identity), EC2
+// (static keys, credential_process, role_arn via STS AssumeRole), container credentials (ECS, EKS Pod Identity), EC2
 // instance metadata (IMDSv2). The first source that is configured decides; a source that is
 // configured but fails stops the chain with its error. Temporary credentials are cached and
 // refreshed ahead of their expiry. Thread-safe: concurrent callers share one refresh.

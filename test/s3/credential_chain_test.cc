@@ -24,7 +24,7 @@
 #include "base/rfc3339.h"
 #include "base/strings.h"
 #include "base/unique_fd.h"
-#include "cli/credential_process.h"
+#include "cli/s3_access.h"
 #include "s3/http_fetch.h"
 #include "support/temp_dir.h"
 
@@ -236,19 +236,64 @@ TEST_CASE("chain: nothing configured lists every source tried (kNotFound)", "[s3
   CHECK(m.find("container credentials") < m.find("EC2 instance metadata"));
 }
 
-TEST_CASE("chain: role_arn with source_profile and SSO profiles are refused with the workaround",
-          "[s3][creds]") {
-  Setup setup("[profile base]\naws_access_key_id = A\naws_secret_access_key = profileSecretValue\n"
-              "[profile admin]\nrole_arn = arn:aws:iam::1:role/admin\nsource_profile = base\n"
-              "[profile sso]\nsso_session = corp\nsso_account_id = 1\n");
-  setup.vars["AWS_PROFILE"] = "admin";
-  auto role = chain_error(setup);
-  CHECK(role.code() == base::StatusCode::kInvalid);
-  CHECK_THAT(role.message(), Contains("profile admin (" + setup.home() + "/.aws/config:5) assumes role "
-                                      "arn:aws:iam::1:role/admin through source_profile"));
-  CHECK_THAT(role.message(), Contains("aws configure export-credentials --profile admin --format process"));
+TEST_CASE("chain: SSO and MFA profiles are refused with the workaround", "[s3][creds]") {
+  Setup setup("[profile sso]\nsso_session = corp\nsso_account_id = 1\n"
+              "[profile mfa]\nrole_arn = arn:aws:iam::1:role/admin\nsource_profile = sso\nmfa_serial = arn:mfa\n");
   setup.vars["AWS_PROFILE"] = "sso";
-  CHECK_THAT(chain_error(setup).message(), Contains("IAM Identity Center (SSO)"));
+  auto sso = chain_error(setup);
+  CHECK(sso.code() == base::StatusCode::kInvalid);
+  CHECK_THAT(sso.message(), Contains("IAM Identity Center (SSO)"));
+  CHECK_THAT(sso.message(), Contains("aws configure export-credentials --profile sso --format process"));
+  setup.vars["AWS_PROFILE"] = "mfa";
+  CHECK_THAT(chain_error(setup).message(), Contains(setup.home() + "/.aws/config:7: profile mfa needs an MFA code"));
+}
+
+TEST_CASE("chain: role_arn + source_profile assumes the role with STS AssumeRole, signed (checked "
+          "with botocore)", "[s3][creds]") {
+  FakeAws sts("--role-arn arn:aws:iam::123456789012:role/admin,arn:aws:iam::123456789012:role/deeper");
+  Setup setup("[profile base]\nregion = eu-west-1\n"
+              "[profile admin]\nrole_arn = arn:aws:iam::123456789012:role/admin\nsource_profile = base\n"
+              "external_id = ext-1\nrole_session_name = ci\n"
+              "[profile deeper]\nrole_arn = arn:aws:iam::123456789012:role/deeper\nsource_profile = admin\n"
+              "[profile wrong]\nrole_arn = arn:aws:iam::123456789012:role/admin\nsource_profile = badkeys\n"
+              "[profile loop1]\nrole_arn = arn:aws:iam::123456789012:role/admin\nsource_profile = loop2\n"
+              "[profile loop2]\nrole_arn = arn:aws:iam::123456789012:role/admin\nsource_profile = loop1\n"
+              "[profile fromecs]\nrole_arn = arn:aws:iam::123456789012:role/admin\ncredential_source = EcsContainer\n"
+              "[profile nosource]\nrole_arn = arn:aws:iam::123456789012:role/admin\nsource_profile = ghost\n",
+              "[base]\naws_access_key_id = AKIDSOURCE\naws_secret_access_key = sourceSecretValue\n"
+              "[badkeys]\naws_access_key_id = AKIDSOURCE\naws_secret_access_key = profileSecretValue\n");
+  setup.vars["AWS_ENDPOINT_URL_STS"] = sts.url();
+  setup.vars["AWS_PROFILE"] = "admin";
+  auto creds = setup.chain()->get();
+  check_hour_long(creds, "ASIAFAKE0001", "fakeSecret0001", "fakeToken0001");
+  CHECK_THAT(creds->source, Contains("role arn:aws:iam::123456789012:role/admin assumed for profile admin with "
+                                     "profile base"));
+  CHECK(sts.requests() == std::vector<std::string>{"POST / 200"});
+
+  // Two hops: base's keys assume admin, whose temporary credentials assume deeper.
+  setup.vars["AWS_PROFILE"] = "deeper";
+  check_hour_long(setup.chain()->get(), "ASIAFAKE0003", "fakeSecret0003", "fakeToken0003");
+  CHECK(sts.requests().size() == 3);
+
+  // The secret is wrong: STS's answer, never the secret.
+  setup.vars["AWS_PROFILE"] = "wrong";
+  auto wrong = chain_error(setup);
+  CHECK(wrong.code() == base::StatusCode::kInvalid);
+  CHECK_THAT(wrong.message(), Contains("STS answered HTTP 403 SignatureDoesNotMatch"));
+  CHECK_THAT(wrong.message(), Contains("assuming role arn:aws:iam::123456789012:role/admin for profile wrong with "
+                                       "source_profile badkeys"));
+
+  setup.vars["AWS_PROFILE"] = "loop1";
+  CHECK_THAT(chain_error(setup).message(), Contains("source_profile goes round in a circle: loop1 -> loop2 -> loop1"));
+  setup.vars["AWS_PROFILE"] = "nosource";
+  CHECK_THAT(chain_error(setup).message(), Contains("AWS profile 'ghost' (source_profile at "));
+
+  // credential_source = EcsContainer: the container's credentials sign AssumeRole.
+  setup.vars["AWS_PROFILE"] = "fromecs";
+  use_agent(setup, sts);
+  auto via_ecs = setup.chain()->get();
+  check_hour_long(via_ecs, "ASIAFAKE0005", "fakeSecret0005", "fakeToken0005");
+  CHECK_THAT(via_ecs->source, Contains("with container credentials from " + sts.url()));
 }
 
 TEST_CASE("chain: credential_process (JSON Version 1, Expiration) through the process runner",
@@ -300,6 +345,17 @@ TEST_CASE("chain: credential_process failures say what happened without the outp
 
   auto missing = run("exec /nonexistent/credential-helper\n");
   CHECK_THAT(missing.message(), Contains("exited with status 127"));
+
+  // A helper that hangs (waiting for a browser login, say) is killed at the timeout.
+  std::string script = setup.write("hang.sh", "#!/bin/sh\nsleep 30\n", true);
+  setup.write(".aws/config", "[default]\ncredential_process = " + script + "\n");
+  ChainOptions o = setup.options();
+  o.process_timeout = 1s;
+  auto start = std::chrono::steady_clock::now();
+  auto hung = (*make_default_chain(o))->get();
+  REQUIRE(!hung.ok());
+  CHECK_THAT(hung.status().message(), Contains("did not finish within 1 s and was killed"));
+  CHECK(std::chrono::steady_clock::now() - start < 20s);
 }
 
 TEST_CASE("chain: web identity from the environment against STS (AssumeRoleWithWebIdentity)", "[s3][creds]") {
@@ -523,3 +579,57 @@ TEST_CASE("parse_sts_response and RFC 3339 expiry times", "[s3][creds]") {
 
 }  // namespace
 }  // namespace mflow::s3
+
+namespace mflow::cli {
+namespace {
+
+using Catch::Matchers::Contains;
+
+// Sets (or with nullptr unsets) environment variables for one test, restoring them after.
+class ScopedEnv {
+ public:
+  explicit ScopedEnv(std::map<std::string, const char*> vars) {
+    for (const auto& [name, value] : vars) {
+      const char* old = std::getenv(name.c_str());
+      saved_.emplace_back(name, old ? std::optional<std::string>(old) : std::nullopt);
+      value ? ::setenv(name.c_str(), value, 1) : ::unsetenv(name.c_str());
+    }
+  }
+  ~ScopedEnv() {
+    for (const auto& [name, value] : saved_) value ? ::setenv(name.c_str(), value->c_str(), 1) : ::unsetenv(name.c_str());
+  }
+
+ private:
+  std::vector<std::pair<std::string, std::optional<std::string>>> saved_;
+};
+
+TEST_CASE("resolve_s3_access: settings and chain from the process environment and a profile flag",
+          "[s3][creds]") {
+  test::TempDir dir;
+  std::string cfg = dir.path() + "/config";
+  std::ofstream(cfg) << "[profile store]\nregion = eu-north-1\nendpoint_url = http://127.0.0.1:9000\n"
+                        "s3 =\n  addressing_style = path\n"
+                        "credential_process = echo '{\"Version\": 1, \"AccessKeyId\": \"PROCKEY\", "
+                        "\"SecretAccessKey\": \"processSecretValue\"}'\n";
+  ScopedEnv env({{"AWS_CONFIG_FILE", cfg.c_str()}, {"AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/credentials"},
+                 {"AWS_PROFILE", "elsewhere"}, {"AWS_ACCESS_KEY_ID", nullptr}, {"AWS_SECRET_ACCESS_KEY", nullptr},
+                 {"AWS_ROLE_ARN", nullptr}, {"AWS_WEB_IDENTITY_TOKEN_FILE", nullptr}, {"AWS_REGION", nullptr},
+                 {"AWS_DEFAULT_REGION", nullptr}, {"AWS_ENDPOINT_URL", nullptr}, {"AWS_ENDPOINT_URL_S3", nullptr},
+                 {"MFLOW_S3_ADDRESSING", nullptr}, {"AWS_CA_BUNDLE", nullptr}});
+  auto access = resolve_s3_access("store");  // the flag wins over AWS_PROFILE
+  INFO((access.ok() ? "" : access.status().message()));
+  REQUIRE(access.ok());
+  CHECK(access->settings.profile == "store");
+  CHECK(access->settings.region == "eu-north-1");
+  CHECK(access->settings.endpoint == "http://127.0.0.1:9000");
+  CHECK(access->settings.addressing == s3::Addressing::kPath);
+  auto creds = access->credentials->get();
+  REQUIRE(creds.ok());
+  CHECK(creds->access_key_id == "PROCKEY");
+  auto missing = resolve_s3_access();
+  REQUIRE(!missing.ok());
+  CHECK_THAT(missing.status().message(), Contains("AWS profile 'elsewhere' (AWS_PROFILE) is not in " + cfg));
+}
+
+}  // namespace
+}  // namespace mflow::cli

@@ -5,7 +5,12 @@ as the real services do (shapes from the AWS documentation):
   STS        POST /  Action=AssumeRoleWithWebIdentity (form body, unsigned): the
              AssumeRoleWithWebIdentityResponse XML, or STS's ErrorResponse XML (400
              InvalidIdentityToken for a token other than --web-identity-token, 403
-             AccessDenied for a role other than --role-arn, a signed request is refused).
+             AccessDenied for a role not in --role-arn, a signed request is refused).
+             POST /  Action=AssumeRole: must be SigV4-signed for service "sts" with
+             --source-key/--source-secret or with credentials this fake handed out; the
+             signature is recomputed with botocore (test/support/s3/sigv4_oracle.py) and the
+             body's SHA-256 compared with x-amz-content-sha256 (403 SignatureDoesNotMatch,
+             403 InvalidClientTokenId otherwise); answers AssumeRoleResponse XML.
   container  GET --container-path: the ECS/EKS Pod Identity JSON (AccessKeyId,
              SecretAccessKey, Token, Expiration); 401 unless the Authorization header equals
              --container-token.
@@ -22,6 +27,7 @@ Each request is appended to --log as "METHOD PATH STATUS". The port is written t
 """
 import argparse
 import datetime
+import hashlib
 import os
 import secrets
 import sys
@@ -29,6 +35,9 @@ import threading
 import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "s3"))
+import sigv4_oracle  # noqa: E402  (the botocore signature check the S3 tests use too)
 
 ARGS = None
 LOCK = threading.Lock()
@@ -82,31 +91,37 @@ class Handler(BaseHTTPRequestHandler):
         return self.rfile.read(int(self.headers.get("Content-Length", "0")))
 
     def do_POST(self):
-        form = urllib.parse.parse_qs(self.body().decode(), keep_blank_values=True)
+        raw = self.body()
+        form = urllib.parse.parse_qs(raw.decode(), keep_blank_values=True)
         get = lambda k: form.get(k, [""])[0]
-        if self.path != "/" or get("Action") != "AssumeRoleWithWebIdentity":
-            return self.reply(400, sts_error("InvalidAction", "Could not find operation %s" % get("Action")),
-                              "text/xml")
-        if self.headers.get("Authorization"):
-            return self.reply(400, sts_error("InvalidParameterValue",
-                                             "AssumeRoleWithWebIdentity is an unsigned call"), "text/xml")
+        action = get("Action")
+        if self.path != "/" or action not in ("AssumeRoleWithWebIdentity", "AssumeRole"):
+            return self.reply(400, sts_error("InvalidAction", "Could not find operation %s" % action), "text/xml")
         if get("Version") != "2011-06-15" or not get("RoleSessionName"):
             return self.reply(400, sts_error("MissingParameter", "Version and RoleSessionName are required"),
                               "text/xml")
-        if get("WebIdentityToken") != ARGS.web_identity_token:
-            return self.reply(400, sts_error("InvalidIdentityToken", "Couldn't retrieve verification key "
-                                             "from your identity provider"), "text/xml")
-        if get("RoleArn") != ARGS.role_arn:
-            return self.reply(403, sts_error("AccessDenied", "Not authorized to perform "
-                                             "sts:AssumeRoleWithWebIdentity"), "text/xml")
+        if action == "AssumeRole":
+            problem = self.check_signature(raw)
+            if problem:
+                return self.reply(403, sts_error(*problem), "text/xml")
+        else:
+            if self.headers.get("Authorization"):
+                return self.reply(400, sts_error("InvalidParameterValue",
+                                                 "AssumeRoleWithWebIdentity is an unsigned call"), "text/xml")
+            if get("WebIdentityToken") != ARGS.web_identity_token:
+                return self.reply(400, sts_error("InvalidIdentityToken", "Couldn't retrieve verification key "
+                                                 "from your identity provider"), "text/xml")
+        if get("RoleArn") not in ARGS.role_arn.split(","):
+            return self.reply(403, sts_error("AccessDenied", "Not authorized to perform sts:%s" % action),
+                              "text/xml")
         time.sleep(ARGS.delay)
         c = next_credentials()
         role = get("RoleArn")
-        xml = f"""<AssumeRoleWithWebIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
-  <AssumeRoleWithWebIdentityResult>
-    <SubjectFromWebIdentityToken>system:serviceaccount:default:mflow</SubjectFromWebIdentityToken>
-    <Audience>sts.amazonaws.com</Audience>
-    <AssumedRoleUser>
+        extra = ("<SubjectFromWebIdentityToken>system:serviceaccount:default:mflow</SubjectFromWebIdentityToken>\n"
+                 "    <Audience>sts.amazonaws.com</Audience>\n    " if action == "AssumeRoleWithWebIdentity" else "")
+        xml = f"""<{action}Response xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
+  <{action}Result>
+    {extra}<AssumedRoleUser>
       <Arn>{role.replace(':role/', ':assumed-role/')}/{get("RoleSessionName")}</Arn>
       <AssumedRoleId>AROAFAKE:{get("RoleSessionName")}</AssumedRoleId>
     </AssumedRoleUser>
@@ -116,14 +131,33 @@ class Handler(BaseHTTPRequestHandler):
       <Expiration>{c["Expiration"]}</Expiration>
       <AccessKeyId>{c["AccessKeyId"]}</AccessKeyId>
     </Credentials>
-    <Provider>arn:aws:iam::123456789012:oidc-provider/oidc.eks.fake</Provider>
-  </AssumeRoleWithWebIdentityResult>
+  </{action}Result>
   <ResponseMetadata>
     <RequestId>{secrets.token_hex(16)}</RequestId>
   </ResponseMetadata>
-</AssumeRoleWithWebIdentityResponse>
+</{action}Response>
 """
         self.reply(200, xml, "text/xml")
+
+    def check_signature(self, raw):
+        """None when the request is signed for STS by a known key; else (code, message)."""
+        def secret_for(key):
+            if key == ARGS.source_key:
+                return ARGS.source_secret
+            if key.startswith("ASIAFAKE"):
+                return "fakeSecret" + key[len("ASIAFAKE"):]
+            return None
+        auth = self.headers.get("Authorization", "")
+        if "/sts/aws4_request" not in auth:
+            return ("IncompleteSignature", "the request must be signed for the sts service")
+        if self.headers.get("x-amz-content-sha256") != hashlib.sha256(raw).hexdigest():
+            return ("SignatureDoesNotMatch", "x-amz-content-sha256 is not the body's SHA-256")
+        try:
+            sigv4_oracle.verify("POST", "/", "", list(self.headers.items()), secret_for)
+        except sigv4_oracle.Rejection as e:
+            code = "InvalidClientTokenId" if e.code == "InvalidAccessKeyId" else e.code
+            return (code, e.message.split("\n")[0])
+        return None
 
     def do_PUT(self):
         self.body()
@@ -144,7 +178,7 @@ class Handler(BaseHTTPRequestHandler):
                                   "application/json")
             time.sleep(ARGS.delay)
             c = next_credentials()
-            c["RoleArn"] = ARGS.role_arn
+            c["RoleArn"] = ARGS.role_arn.split(",")[0]
             return self.reply(200, json_dump(c), "application/json")
         prefix = "/latest/meta-data/iam/security-credentials/"
         if self.path.startswith(prefix):
@@ -188,7 +222,10 @@ def main():
     p.add_argument("--expires-in", type=int, default=3600)
     p.add_argument("--delay", type=float, default=0)
     p.add_argument("--clock-file")
-    p.add_argument("--role-arn", default="arn:aws:iam::123456789012:role/mflow")
+    p.add_argument("--role-arn", default="arn:aws:iam::123456789012:role/mflow",
+                   help="comma-separated roles that may be assumed")
+    p.add_argument("--source-key", default="AKIDSOURCE")
+    p.add_argument("--source-secret", default="sourceSecretValue")
     p.add_argument("--web-identity-token", default="eyJhbGciOiJSUzI1NiJ9.fake-web-identity.sig")
     p.add_argument("--container-path", default="/v2/credentials/fake")
     p.add_argument("--container-token", default="fakeContainerAuthToken")

@@ -1,10 +1,12 @@
-#include "cli/credential_process.h"
+#include "cli/s3_access.h"
 
 #include <signal.h>
 
 #include <fmt/core.h>
 
 #include "exec/subprocess.h"
+#include "s3/config.h"
+#include "s3/credential_chain.h"
 
 namespace mflow::cli {
 
@@ -34,6 +36,21 @@ s3::ProcessRunner credential_process_runner() {
     output.exit_code = child.exit_code() >= 0 ? child.exit_code() : -1;
     return output;
   };
+}
+
+base::Result<S3Access> resolve_s3_access(const std::string& profile) {
+  s3::Env env = s3::process_env();
+  auto config = s3::SharedConfig::load(env);
+  if (!config.ok()) return config.status();
+  auto settings = s3::resolve_connection_settings(*config, env, profile);
+  if (!settings.ok()) return settings.status();
+  s3::ChainOptions options;
+  options.env = env;
+  options.profile = profile;
+  options.run_process = credential_process_runner();
+  auto chain = s3::make_default_chain(std::move(options));
+  if (!chain.ok()) return chain.status();
+  return S3Access{std::move(settings).value(), std::shared_ptr<s3::CredentialProvider>(std::move(chain).value())};
 }
 
 }  // namespace mflow::cli
