@@ -64,7 +64,7 @@ class FakeAws {
     auto out = base::read_file(dir_.path() + "/server.out");
     INFO("fake_aws output: " << (out.ok() ? *out : std::string()));
     REQUIRE(port.ok());
-    url_ = "http://127.0.0.1:" + *port;
+    url_ = (args.find("--tls-cert") != std::string::npos ? "https" : "http") + std::string("://127.0.0.1:") + *port;
   }
   ~FakeAws() { stop(); }
   void stop() {
@@ -72,6 +72,8 @@ class FakeAws {
     pid_ = -1;
   }
   const std::string& url() const { return url_; }
+  /// The directory for files the test makes next to the fake (certificates).
+  const std::string& dir() const { return dir_.path(); }
   std::string log_path() const { return dir_.path() + "/requests.log"; }
   /// The requests served, one "METHOD PATH STATUS" each.
   std::vector<std::string> requests() const {
@@ -383,6 +385,36 @@ TEST_CASE("chain: web identity from the environment against STS (AssumeRoleWithW
   setup.vars.erase("AWS_WEB_IDENTITY_TOKEN_FILE");
   CHECK_THAT(chain_error(setup).message(),
              Contains("AWS_ROLE_ARN is set but AWS_WEB_IDENTITY_TOKEN_FILE is not"));
+}
+
+// Throwaway certificates for 127.0.0.1 (fake_kube's script): DIR/ca.crt, server.*, other-ca.crt.
+std::string mint_certs(const std::string& dir) {
+  std::string certs = dir + "/certs";
+  std::string cmd = "bash " + std::string(MFLOW_SOURCE_DIR) + "/test/support/fake_kube/mkcerts.sh " + certs;
+  REQUIRE(std::system(cmd.c_str()) == 0);
+  return certs;
+}
+
+TEST_CASE("chain: STS over https is verified against AWS_CA_BUNDLE, and only it", "[s3][creds]") {
+  test::TempDir tls;
+  std::string certs = mint_certs(tls.path());
+  FakeAws sts("--tls-cert " + certs + "/server.crt --tls-key " + certs + "/server.key");
+  REQUIRE(base::starts_with(sts.url(), "https://"));
+  Setup setup;
+  setup.vars["AWS_ROLE_ARN"] = kRole;
+  setup.vars["AWS_WEB_IDENTITY_TOKEN_FILE"] = setup.write("token", kWebToken);
+  setup.vars["AWS_ENDPOINT_URL_STS"] = sts.url();
+  setup.vars["AWS_CA_BUNDLE"] = certs + "/ca.crt";
+  check_hour_long(setup.chain()->get(), "ASIAFAKE0001", "fakeSecret0001", "fakeToken0001");
+  // An unrelated CA: the handshake fails and nothing is sent.
+  setup.vars["AWS_CA_BUNDLE"] = certs + "/other-ca.crt";
+  auto wrong_ca = chain_error(setup);
+  CHECK(wrong_ca.code() == base::StatusCode::kUnavailable);
+  CHECK_THAT(wrong_ca.message(), Contains("STS AssumeRoleWithWebIdentity at " + sts.url()));
+  // No bundle: the system store does not know the test CA either.
+  setup.vars.erase("AWS_CA_BUNDLE");
+  CHECK(chain_error(setup).code() == base::StatusCode::kUnavailable);
+  CHECK(sts.requests().size() == 1);
 }
 
 TEST_CASE("chain: web identity from a profile (role_arn + web_identity_token_file), STS endpoint "

@@ -22,7 +22,7 @@ Every credential handed out is new: ASIAFAKE0001, ASIAFAKE0002, ... with the sec
 fakeSecretNNNN and the session token fakeTokenNNNN, expiring --expires-in seconds later.
 --clock-file names a file holding seconds the test moved its clock forward (the fake's
 Expiration moves with it). --delay makes each credential answer slow (to see that concurrent callers share one fetch).
-Each request is appended to --log as "METHOD PATH STATUS". The port is written to
+With --tls-cert/--tls-key it serves https. Each request is appended to --log as "METHOD PATH STATUS". The port is written to
 --port-file; the server exits when --exit-with-pid is gone.
 """
 import argparse
@@ -30,6 +30,7 @@ import datetime
 import hashlib
 import os
 import secrets
+import ssl
 import sys
 import threading
 import time
@@ -230,9 +231,15 @@ def main():
     p.add_argument("--container-path", default="/v2/credentials/fake")
     p.add_argument("--container-token", default="fakeContainerAuthToken")
     p.add_argument("--imds-role", default="mflow-node-role")
+    p.add_argument("--tls-cert", help="serve https with this certificate (and --tls-key)")
+    p.add_argument("--tls-key")
     ARGS = p.parse_args()
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
+    if ARGS.tls_cert:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(ARGS.tls_cert, ARGS.tls_key)
+        server.socket = ctx.wrap_socket(server.socket, server_side=True)
     if ARGS.exit_with_pid:
         threading.Thread(target=watch_parent, args=(ARGS.exit_with_pid,), daemon=True).start()
     tmp = ARGS.port_file + ".tmp"
