@@ -4,7 +4,43 @@
 
 namespace mflow::store::layout {
 
-std::string format_file(const std::string& root) { return fmt::format("{}/{}", root, kFormatFile); }
+namespace key {
+
+std::string format() { return std::string(kFormatFile); }
+std::string identity() { return std::string(kIdentityFile); }
+
+std::string object(const std::string& sha256) {
+  return fmt::format("objects/{}/{}", std::string_view(sha256).substr(0, 2), sha256);
+}
+
+std::string runs_prefix() { return "runs/"; }
+std::string run_file(const std::string& run_id) { return fmt::format("runs/{}/{}", run_id, kRunFile); }
+std::string run_lock(const std::string& run_id) {
+  return fmt::format("runs/{}/{}", run_id, kLockFile);
+}
+std::string tasks_prefix(const std::string& run_id) { return fmt::format("runs/{}/tasks/", run_id); }
+std::string step_prefix(const std::string& run_id, const std::string& step) {
+  return fmt::format("runs/{}/tasks/{}/", run_id, step);
+}
+std::string task_prefix(const std::string& run_id, const std::string& step,
+                        const std::string& task_id) {
+  return fmt::format("runs/{}/tasks/{}/{}/", run_id, step, task_id);
+}
+std::string task_file(const std::string& run_id, const std::string& step,
+                      const std::string& task_id) {
+  return task_prefix(run_id, step, task_id) + std::string(kTaskFile);
+}
+std::string log_part(const std::string& run_id, const std::string& step,
+                     const std::string& task_id, int attempt, bool stderr_stream, int chunk) {
+  std::string k = fmt::format("{}{}.{}", task_prefix(run_id, step, task_id), attempt,
+                              stderr_stream ? "stderr" : "stdout");
+  if (chunk > 0) k += fmt::format(".{}", chunk);
+  return k;
+}
+
+}  // namespace key
+
+std::string format_file(const std::string& root) { return root + "/" + key::format(); }
 
 std::string identity_file(const std::string& root) {
   return fmt::format("{}/{}", root, kIdentityFile);
@@ -20,7 +56,7 @@ std::string object_fanout_dir(const std::string& root, const std::string& sha256
 }
 
 std::string object_path(const std::string& root, const std::string& sha256) {
-  return fmt::format("{}/objects/{}/{}", root, std::string_view(sha256).substr(0, 2), sha256);
+  return root + "/" + key::object(sha256);
 }
 
 std::string runs_dir(const std::string& root) { return root + "/runs"; }
@@ -30,7 +66,7 @@ std::string run_dir(const std::string& root, const std::string& run_id) {
 }
 
 std::string run_file(const std::string& root, const std::string& run_id) {
-  return fmt::format("{}/runs/{}/{}", root, run_id, kRunFile);
+  return root + "/" + key::run_file(run_id);
 }
 
 std::string run_reserve_file(const std::string& root, const std::string& run_id) {
@@ -38,7 +74,7 @@ std::string run_reserve_file(const std::string& root, const std::string& run_id)
 }
 
 std::string run_lock_file(const std::string& root, const std::string& run_id) {
-  return fmt::format("{}/runs/{}/{}", root, run_id, kLockFile);
+  return root + "/" + key::run_lock(run_id);
 }
 
 std::string resume_lock_file(const std::string& root, const std::string& run_id) {
@@ -60,13 +96,12 @@ std::string task_dir(const std::string& root, const std::string& run_id, const s
 
 std::string task_file(const std::string& root, const std::string& run_id, const std::string& step,
                       const std::string& task_id) {
-  return fmt::format("{}/runs/{}/tasks/{}/{}/{}", root, run_id, step, task_id, kTaskFile);
+  return root + "/" + key::task_file(run_id, step, task_id);
 }
 
 std::string log_file(const std::string& root, const std::string& run_id, const std::string& step,
                      const std::string& task_id, int attempt, bool stderr_stream) {
-  return fmt::format("{}/runs/{}/tasks/{}/{}/{}.{}", root, run_id, step, task_id, attempt,
-                     stderr_stream ? "stderr" : "stdout");
+  return root + "/" + key::log_part(run_id, step, task_id, attempt, stderr_stream);
 }
 
 std::string output_dir(const std::string& root, const std::string& run_id, const std::string& step,

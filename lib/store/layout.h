@@ -10,6 +10,34 @@
 
 namespace mflow::store::layout {
 
+/// Object keys: the same names relative to the datastore root, '/'-separated, as the
+/// ObjectStore seam takes them (store/object_store.h). The path functions below are
+/// `<root>/` + these keys, so a local datastore's files are its objects.
+namespace key {
+std::string format();
+std::string identity();
+/// "objects/<2 hex>/<sha256>"
+std::string object(const std::string& sha256);
+/// "runs/": the listing prefix whose subdirectories are the runs.
+std::string runs_prefix();
+std::string run_file(const std::string& run_id);
+std::string run_lock(const std::string& run_id);
+/// "runs/<run_id>/tasks/": its subdirectories are the steps that have tasks.
+std::string tasks_prefix(const std::string& run_id);
+/// "runs/<run_id>/tasks/<step>/": its subdirectories are the step's task ids.
+std::string step_prefix(const std::string& run_id, const std::string& step);
+/// "runs/<run_id>/tasks/<step>/<task_id>/": the task's record and logs.
+std::string task_prefix(const std::string& run_id, const std::string& step,
+                        const std::string& task_id);
+std::string task_file(const std::string& run_id, const std::string& step,
+                      const std::string& task_id);
+/// Part `chunk` of an attempt's log: part 0 is "<attempt>.stdout" (or .stderr), part k > 0
+/// "<attempt>.stdout.<k>". A log is the concatenation of its parts in order (see
+/// docs/datastore.md, Logs).
+std::string log_part(const std::string& run_id, const std::string& step,
+                     const std::string& task_id, int attempt, bool stderr_stream, int chunk = 0);
+}  // namespace key
+
 inline constexpr std::string_view kFormatFile = "FORMAT";
 /// First word of the FORMAT file; the version number follows after one space.
 inline constexpr std::string_view kFormatMagic = "mflow-datastore";
