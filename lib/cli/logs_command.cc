@@ -38,31 +38,25 @@ struct LogsOptions {
   int attempt = -1;  // -1: each task's last
 };
 
-// Copies a log file to `out_fd` in chunks: logs may be gigabytes. A log that is not a regular
-// file (a FIFO, a link to /dev/zero) is an error naming it, never a hang or an endless stream.
-base::Status copy_file(const std::string& path, int out_fd) {
-  if (::access(path.c_str(), F_OK) != 0 && errno == ENOENT) {
-    return base::Status();  // an attempt that wrote nothing has no file
-  }
-  auto in = base::open_regular_file(path);
-  if (!in.ok()) return in.status();
-  char buf[1 << 16];
-  while (true) {
-    ssize_t n = ::read(in->get(), buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return base::Status::from_errno(path, errno);
-    if (n == 0) return base::Status();
-    MFLOW_RETURN_IF_ERROR(base::write_all(out_fd, buf, static_cast<size_t>(n), "output"));
-  }
+// Streams a stored log to `out_fd` in pieces: logs may be gigabytes. A log that is not a
+// regular file (a FIFO, a link to /dev/zero) is an error naming it, never a hang or an
+// endless stream; an attempt that wrote nothing to the stream has an empty log.
+base::Status copy_log(const store::Datastore& store, const store::TaskRecord& t, int attempt,
+                      bool stderr_stream, int out_fd) {
+  return store.read_log(t.run_id, t.step, t.task_id, attempt, stderr_stream,
+                        [out_fd](std::string_view piece) {
+                          return base::write_all(out_fd, piece.data(), piece.size(), "output");
+                        });
 }
 
 bool write_text(int fd, const std::string& text) {
   return base::write_all(fd, text.data(), text.size(), "output").ok();
 }
 
-bool non_empty_file(const std::string& path) {
-  struct stat st;
-  return ::stat(path.c_str(), &st) == 0 && st.st_size > 0;
+bool non_empty_log(const store::Datastore& store, const store::TaskRecord& t, int attempt,
+                   bool stderr_stream) {
+  auto size = store.log_size(t.run_id, t.step, t.task_id, attempt, stderr_stream);
+  return size.ok() && size.value() > 0;
 }
 
 // "0, 1, 2" (or the first few and a count): enough for an error message to say what exists.
@@ -254,8 +248,6 @@ ExitCode run_logs(const LogsOptions& options) {
   for (const auto& t : tasks) {
     if (t.attempts.empty()) continue;
     int attempt = options.attempt >= 0 ? options.attempt : t.attempts.back().attempt;
-    std::string out_log = store->log_path(t.run_id, t.step, t.task_id, attempt, false);
-    std::string err_log = store->log_path(t.run_id, t.step, t.task_id, attempt, true);
     std::string header;
     if (parts.size() == 2) {
       header = fmt::format("==> {}/{}/{} (attempt {}{}) <==\n", t.run_id, t.step, t.task_id,
@@ -263,7 +255,8 @@ ExitCode run_logs(const LogsOptions& options) {
     }
     // A single task's attempt that failed without a word still says how it ended (on stderr,
     // so `mflow logs R/S/T > file` keeps the task's bytes alone).
-    if (parts.size() == 3 && !non_empty_file(out_log) && !non_empty_file(err_log)) {
+    if (parts.size() == 3 && !non_empty_log(*store, t, attempt, false) &&
+        !non_empty_log(*store, t, attempt, true)) {
       std::string outcome = attempt_outcome(t, attempt, run_running);
       if (!outcome.empty()) {
         std::cerr << fmt::format("==> {}/{}/{} (attempt {}: {}) <== no output\n", t.run_id,
@@ -274,13 +267,13 @@ ExitCode run_logs(const LogsOptions& options) {
     bool written = true;
     if (!options.only_stderr) {
       written &= write_text(1, header);
-      if (written) s = copy_file(out_log, 1);
+      if (written) s = copy_log(*store, t, attempt, false, 1);
     }
     if (s.ok() && written && !options.only_stdout) {
       // With both streams, stdout already lists every task: stderr gets the header only
       // before output, so a terminal showing both does not repeat it for silent tasks.
-      if (options.only_stderr || non_empty_file(err_log)) written &= write_text(2, header);
-      if (written) s = copy_file(err_log, 2);
+      if (options.only_stderr || non_empty_log(*store, t, attempt, true)) written &= write_text(2, header);
+      if (written) s = copy_log(*store, t, attempt, true, 2);
     }
     if (!s.ok() || !written) {
       std::cerr << fmt::format("mflow: error: logs: cannot show the logs of {}/{}/{}{}\n",

@@ -2,7 +2,6 @@
 
 #include <dirent.h>
 #include <fcntl.h>
-#include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -111,41 +110,6 @@ std::string temp_name(const std::string& dir) {
   return fmt::format("{}/{}.{}.tmp", dir, ::getpid(), counter++);
 }
 
-// Copies `src` to `dst` through a temp file beside `dst` and a rename, so `dst` is either
-// absent or complete. `mode` is applied to the copy.
-Status copy_file_atomic(const std::string& src, const std::string& dst, mode_t mode) {
-  std::string tmp = fmt::format("{}.tmp.{}", dst, ::getpid());
-  std::error_code ec;
-  fs::copy_file(src, tmp, fs::copy_options::overwrite_existing, ec);
-  if (ec) {
-    ::unlink(tmp.c_str());
-    return Status::io_error(fmt::format("copying {} to {}: {}", src, dst, ec.message()));
-  }
-  if (::chmod(tmp.c_str(), mode) != 0 || ::rename(tmp.c_str(), dst.c_str()) != 0) {
-    Status s = Status::from_errno(dst, errno);
-    ::unlink(tmp.c_str());
-    return s;
-  }
-  return Status();
-}
-
-// Hard-links `src` to `dst`, replacing `dst`; copies when the file system refuses the link.
-Status link_or_copy(const std::string& src, const std::string& dst, mode_t copy_mode) {
-  for (int tries = 0; tries < 3; ++tries) {
-    if (::link(src.c_str(), dst.c_str()) == 0) return Status();
-    int err = errno;
-    if (err == EEXIST) {
-      if (::unlink(dst.c_str()) != 0 && errno != ENOENT) return Status::from_errno(dst, errno);
-      continue;
-    }
-    if (err == EXDEV || err == EPERM || err == EMLINK || err == ENOTSUP || err == EACCES) {
-      return copy_file_atomic(src, dst, copy_mode);
-    }
-    return Status::from_errno(fmt::format("linking {} to {}", src, dst), err);
-  }
-  return Status::io_error(fmt::format("{}: keeps being recreated while mflow replaces it", dst));
-}
-
 // The seal: the fixed modification time (2000-01-01T00:00:00Z) of every object, of the files
 // placed in input directories and of those directories. Writing to a file, or adding or
 // removing a directory entry, sets the time to now, which a single lstat then reveals.
@@ -179,20 +143,6 @@ Status remove_tree(const std::string& path) {
   fs::remove_all(path, ec);
   if (ec) return Status::io_error(fmt::format("removing {}: {}", path, ec.message()));
   return Status();
-}
-
-// Reports whether some process holds the run's lock. A shared probe (not exclusive) is used
-// so that two readers probing at the same instant never see each other as the owner.
-bool run_lock_held(const std::string& lock_path) {
-  // A lock that is not a regular file (a FIFO put there by hand) is held by no mflow, and
-  // opening it plainly would block.
-  auto fd = base::open_regular_file(lock_path);
-  if (!fd.ok()) return false;
-  while (::flock(fd->get(), LOCK_SH | LOCK_NB) != 0) {
-    if (errno == EINTR) continue;
-    return errno == EWOULDBLOCK;
-  }
-  return false;  // closing the fd drops the probe
 }
 
 Result<int> parse_format_file(const std::string& path, const std::string& text) {
@@ -286,68 +236,71 @@ Result<Datastore> Datastore::open(const std::string& root_arg, bool create) {
     return Status::invalid(fmt::format(
         "datastore {} is not a directory; pass --datastore DIR or set MFLOW_DATASTORE", root));
   }
+  return open(std::make_shared<LocalObjectStore>(root), root, create);
+}
 
-  const std::string format_path = layout::format_file(root);
-  auto text = base::read_regular_file(format_path);
-  if (!text.ok() && create && !exists(format_path)) {
-    // Initialise, refusing to take over a directory that holds something else. FORMAT is
-    // published with link(2), which fails if it exists, so concurrent initialisers agree.
-    auto names = list_dir(root);
-    if (!names.ok()) return names.status();
-    bool foreign = std::any_of(names->begin(), names->end(), [](const std::string& n) {
-      return n.rfind(".FORMAT.", 0) != 0 && n.rfind(".ID.", 0) != 0 && n != "runs" &&
-             n != "objects" && n != layout::kIdentityFile;
-    });
-    if (!foreign || exists(format_path)) {
-      static std::atomic<unsigned> counter{0};
-      std::string tmp = fmt::format("{}/.FORMAT.{}.{}.tmp", root, ::getpid(), counter++);
-      MFLOW_RETURN_IF_ERROR(base::write_file_atomic(
-          tmp, fmt::format("{} {}\n", layout::kFormatMagic, kFormatVersion), /*durable=*/true));
-      int rc = ::link(tmp.c_str(), format_path.c_str());
-      int err = errno;
-      ::unlink(tmp.c_str());
-      if (rc != 0 && err != EEXIST) return Status::from_errno(format_path, err);
-    } else {
+Result<Datastore> Datastore::open(std::shared_ptr<ObjectStore> objects,
+                                  const std::string& workspace, bool create) {
+  const std::string format_key = layout::key::format();
+  const std::string where = objects->url();
+  auto text = objects->get(format_key);
+  if (!text.ok() && text.status().code() == base::StatusCode::kNotFound && create) {
+    // Initialise, refusing to take over a place that holds something else. FORMAT is
+    // created only if absent (link(2) locally, If-None-Match on S3), so concurrent
+    // initialisers agree on it.
+    auto top = objects->list("");
+    if (!top.ok()) return top.status();
+    bool foreign =
+        std::any_of(top->subdirs.begin(), top->subdirs.end(),
+                    [](const std::string& d) { return d != "runs" && d != "objects"; }) ||
+        std::any_of(top->objects.begin(), top->objects.end(), [](const ObjectInfo& o) {
+          return o.key != layout::kIdentityFile && o.key != layout::kFormatFile;
+        });
+    if (foreign) {
       return Status::invalid(fmt::format(
           "{} is not empty and has no FORMAT file, so it is not an mflow datastore; refusing to "
           "use it (pass --datastore with a new or empty directory)",
-          root));
+          where));
     }
-    text = base::read_regular_file(format_path);
+    Status s = objects->put(format_key, fmt::format("{} {}\n", layout::kFormatMagic, kFormatVersion),
+                            PutMode::kIfAbsent, /*durable=*/true);
+    if (!s.ok() && s.code() != base::StatusCode::kConflict) return s;
+    text = objects->get(format_key);
   }
   if (!text.ok()) {
-    if (!exists(format_path)) {
+    if (text.status().code() == base::StatusCode::kNotFound) {
       return Status::invalid(fmt::format(
           "{} is not an mflow datastore (no FORMAT file); point --datastore or MFLOW_DATASTORE "
           "at a datastore",
-          root));
+          where));
     }
     return text.status();
   }
-  auto version = parse_format_file(format_path, text.value());
+  const std::string format_name = objects->describe(format_key);
+  auto version = parse_format_file(format_name, text.value());
   if (!version.ok()) return version.status();
   if (version.value() > kFormatVersion) {
     return Status::invalid(fmt::format(
         "datastore {} has format version {}, but this mflow ({}) reads versions up to {}; "
         "upgrade mflow, or use another datastore (--datastore / MFLOW_DATASTORE)",
-        root, version.value(), MFLOW_VERSION, kFormatVersion));
+        where, version.value(), MFLOW_VERSION, kFormatVersion));
   }
   if (version.value() < 1) {
     return Status::invalid(
-        fmt::format("{}: format version {} does not exist", format_path, version.value()));
+        fmt::format("{}: format version {} does not exist", format_name, version.value()));
   }
-  Datastore store(root);
+  Datastore store(std::move(objects), workspace);
   if (create) {
-    MFLOW_RETURN_IF_ERROR(base::make_dirs(layout::runs_dir(root)));
-    MFLOW_RETURN_IF_ERROR(base::make_dirs(layout::object_tmp_dir(root)));
+    MFLOW_RETURN_IF_ERROR(base::make_dirs(layout::runs_dir(workspace)));
+    MFLOW_RETURN_IF_ERROR(base::make_dirs(layout::object_tmp_dir(workspace)));
     MFLOW_RETURN_IF_ERROR(store.identity().status());
   }
   return store;
 }
 
 Result<std::string> Datastore::existing_identity() const {
-  const std::string path = layout::identity_file(root_);
-  auto text = base::read_file(path);
+  const std::string key = layout::key::identity();
+  auto text = objects_->get(key);
   if (!text.ok()) return text.status();
   std::string_view id = text.value();
   if (!id.empty() && id.back() == '\n') id.remove_suffix(1);
@@ -356,14 +309,14 @@ Result<std::string> Datastore::existing_identity() const {
         "{}: not a datastore identity (expected 32 lowercase hex digits); it was changed "
         "outside mflow. Restore it, or delete it to give the datastore a new identity (mflow "
         "then no longer recognises the Kubernetes Jobs of its earlier runs)",
-        path));
+        objects_->describe(key)));
   }
   return std::string(id);
 }
 
 Result<std::string> Datastore::identity() const {
   auto existing = existing_identity();
-  if (existing.ok() || exists(layout::identity_file(root_))) return existing;
+  if (existing.ok() || existing.status().code() != base::StatusCode::kNotFound) return existing;
   // 128 random bits: two datastores never share an identity, whoever created them.
   unsigned char bytes[16];
   size_t got = 0;
@@ -377,17 +330,11 @@ Result<std::string> Datastore::identity() const {
   }
   std::string id;
   for (unsigned char b : bytes) id += fmt::format("{:02x}", b);
-  // Publish with link(2), which fails when ID exists: of concurrent first users exactly one
-  // wins, and every one of them reads the winner back. (An object store does the same with
-  // a conditional put, If-None-Match: *.)
-  static std::atomic<unsigned> counter{0};
-  const std::string path = layout::identity_file(root_);
-  std::string tmp = fmt::format("{}/.ID.{}.{}.tmp", root_, ::getpid(), counter++);
-  MFLOW_RETURN_IF_ERROR(base::write_file_atomic(tmp, id + "\n", /*durable=*/true));
-  int rc = ::link(tmp.c_str(), path.c_str());
-  int err = errno;
-  ::unlink(tmp.c_str());
-  if (rc != 0 && err != EEXIST) return Status::from_errno(path, err);
+  // Created only if absent (link(2) locally, If-None-Match: * on S3): of concurrent first
+  // users exactly one wins, and every one of them reads the winner back.
+  Status s = objects_->put(layout::key::identity(), id + "\n", PutMode::kIfAbsent,
+                           /*durable=*/true);
+  if (!s.ok() && s.code() != base::StatusCode::kConflict) return s;
   return existing_identity();
 }
 
@@ -412,59 +359,52 @@ Status Datastore::lock_resume(const std::string& origin_run_id, RunLock* lock) {
 
 Result<RunInfo> Datastore::create_run(RunInfo info, RunLock* lock) {
   if (lock == nullptr) return Status::internal("create_run needs a RunLock to hold the run's lock");
-  const std::string runs = layout::runs_dir(root_);
-  MFLOW_RETURN_IF_ERROR(base::make_dirs(runs));
-  auto names = list_dir(runs);
-  if (!names.ok()) return names.status();
+  auto listing = objects_->list(layout::key::runs_prefix());
+  if (!listing.ok()) return listing.status();
   uint64_t next = 1;
-  for (const auto& n : names.value()) {
+  for (const auto& n : listing->subdirs) {
     if (layout::is_run_id(n)) next = std::max<uint64_t>(next, std::stoull(n) + 1);
   }
-  // mkdir is the allocation: exactly one process succeeds for each id. On a collision the
-  // next id is tried, so concurrent creators spread over consecutive ids.
-  std::string run_id;
+  // The conditional create of run.json is the allocation: exactly one process succeeds for
+  // each id, with no lock server. On a collision the next id is tried, so concurrent
+  // creators spread over consecutive ids. The lease is taken first, so no reader ever sees
+  // the new run.json unheld (it would read as crashed).
+  info.status = RunStatus::kRunning;
   for (int tries = 0;; ++tries, ++next) {
     if (tries == 10000) {
-      return Status::io_error(fmt::format("{}: could not allocate a run id", runs));
+      return Status::io_error(
+          fmt::format("{}: could not allocate a run id", objects_->describe("runs")));
     }
-    std::string candidate = std::to_string(next);
-    std::string dir = layout::run_dir(root_, candidate);
-    if (::mkdir(dir.c_str(), 0755) == 0) {
-      run_id = candidate;
-      break;
+    info.run_id = std::to_string(next);
+    auto lease = objects_->hold(layout::key::run_lock(info.run_id));
+    if (!lease.ok()) {
+      if (lease.status().code() == base::StatusCode::kConflict) continue;  // a live run
+      return lease.status();
     }
-    if (errno != EEXIST) return Status::from_errno(dir, errno);
+    Status s = objects_->put(layout::key::run_file(info.run_id), run_to_json(info),
+                             PutMode::kIfAbsent);
+    if (s.code() == base::StatusCode::kConflict) continue;  // drops the lease
+    if (!s.ok()) return s;
+    *lock = RunLock(std::move(lease.value()));
+    break;
   }
-
-  std::string lock_path = layout::run_lock_file(root_, run_id);
-  // O_CLOEXEC: task processes must not inherit the lock, or a killed mflow would still look
-  // alive while its orphans run.
-  UniqueFd fd(::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
-  if (!fd) return Status::from_errno(lock_path, errno);
-  while (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
-    if (errno == EINTR) continue;
-    return Status::from_errno(lock_path, errno);
-  }
-  info.run_id = run_id;
-  info.status = RunStatus::kRunning;
-  MFLOW_RETURN_IF_ERROR(
-      base::write_file_atomic(layout::run_file(root_, run_id), run_to_json(info)));
   // Set aside room for the records that say how the run ended: on a full disk the task that
   // hit ENOSPC and the run itself must still be recorded (write_record gives it up). Best
   // effort: a disk already too full for it fails soon enough, and says so.
   const std::string reserve(kRecordReserveBytes, '\0');
-  (void)base::write_file_atomic(layout::run_reserve_file(root_, run_id), reserve);
-  *lock = RunLock(std::move(fd));
+  if (base::make_dirs(layout::run_dir(root_, info.run_id)).ok()) {
+    (void)base::write_file_atomic(layout::run_reserve_file(root_, info.run_id), reserve);
+  }
   return info;
 }
 
-Status Datastore::write_record(const std::string& run_id, const std::string& path,
+Status Datastore::write_record(const std::string& run_id, const std::string& key,
                                const std::string& content, bool durable) {
-  Status s = base::write_file_atomic(path, content, durable);
+  Status s = objects_->put(key, content, PutMode::kOverwrite, durable);
   if (s.ok()) return s;
   // Most likely a full disk: give up the run's reserve and try once more.
   if (::unlink(layout::run_reserve_file(root_, run_id).c_str()) != 0) return s;
-  return base::write_file_atomic(path, content, durable);
+  return objects_->put(key, content, PutMode::kOverwrite, durable);
 }
 
 Status Datastore::write_run(const RunInfo& info) {
@@ -477,54 +417,75 @@ Status Datastore::write_run(const RunInfo& info) {
     if (dfd) ::syncfs(dfd.get());
   }
   MFLOW_RETURN_IF_ERROR(
-      write_record(info.run_id, layout::run_file(root_, info.run_id), run_to_json(info), durable));
+      write_record(info.run_id, layout::key::run_file(info.run_id), run_to_json(info), durable));
   if (durable) ::unlink(layout::run_reserve_file(root_, info.run_id).c_str());  // not needed now
   return Status();
 }
 
+Result<bool> Datastore::run_exists(const std::string& run_id) const {
+  auto listing = objects_->list(fmt::format("{}{}/", layout::key::runs_prefix(), run_id));
+  if (!listing.ok()) return listing.status();
+  return !listing->objects.empty() || !listing->subdirs.empty();
+}
+
 Result<RunInfo> Datastore::read_run(const std::string& run_id) const {
   MFLOW_RETURN_IF_ERROR(check_run_id(run_id));
-  const std::string path = layout::run_file(root_, run_id);
-  auto text = base::read_regular_file(path);
+  const std::string key = layout::key::run_file(run_id);
+  auto text = objects_->get(key);
   if (!text.ok()) {
-    if (!exists(layout::run_dir(root_, run_id))) {
-      return Status::not_found(fmt::format("no run {} in datastore {}", run_id, root_));
+    if (text.status().code() != base::StatusCode::kNotFound) return text.status();
+    auto any = run_exists(run_id);
+    if (!any.ok()) return any.status();
+    if (!any.value()) {
+      return Status::not_found(fmt::format("no run {} in datastore {}", run_id, url()));
     }
-    if (!exists(path)) {
-      return Status::not_found(fmt::format(
-          "run {} has no {} (it is being created, or mflow was killed while creating it; a "
-          "directory like this whose lock is free can be deleted)",
-          run_id, path));
-    }
-    return text.status();
+    return Status::not_found(fmt::format(
+        "run {} has no {} (it is being created, or mflow was killed while creating it; a "
+        "directory like this whose lock is free can be deleted)",
+        run_id, objects_->describe(key)));
   }
-  auto run = run_from_json(text.value(), path);
+  auto run = run_from_json(text.value(), objects_->describe(key));
   if (!run.ok()) return run.status();
   if (run->run_id != run_id) {
-    return Status::invalid(
-        fmt::format("{}: records run id '{}', expected '{}'", path, run->run_id, run_id));
+    return Status::invalid(fmt::format("{}: records run id '{}', expected '{}'",
+                                       objects_->describe(key), run->run_id, run_id));
   }
-  if (run->status == RunStatus::kRunning && !run_lock_held(layout::run_lock_file(root_, run_id))) {
-    run->status = RunStatus::kCrashed;
+  if (run->status == RunStatus::kRunning) {
+    auto held = objects_->held(layout::key::run_lock(run_id));
+    if (!held.ok()) return held.status();
+    if (!held.value()) run->status = RunStatus::kCrashed;
   }
   return run;
 }
 
-Result<std::vector<RunInfo>> Datastore::list_runs(const std::string& flow,
-                                                  std::vector<Status>* problems) const {
-  auto names = list_dir(layout::runs_dir(root_));
-  if (!names.ok()) return names.status();
+namespace {
+
+// The run ids under runs/, oldest first.
+Result<std::vector<std::string>> run_ids(const ObjectStore& objects) {
+  auto listing = objects.list(layout::key::runs_prefix());
+  if (!listing.ok()) return listing.status();
   std::vector<std::string> ids;
-  for (auto& n : names.value()) {
+  for (auto& n : listing->subdirs) {
     if (layout::is_run_id(n)) ids.push_back(std::move(n));
   }
   std::sort(ids.begin(), ids.end(), run_id_less);
+  return ids;
+}
+
+}  // namespace
+
+Result<std::vector<RunInfo>> Datastore::list_runs(const std::string& flow,
+                                                  std::vector<Status>* problems) const {
+  auto ids = run_ids(*objects_);
+  if (!ids.ok()) return ids.status();
   std::vector<RunInfo> out;
-  for (const auto& id : ids) {
-    if (!exists(layout::run_file(root_, id))) continue;  // being created, or never was
+  for (const auto& id : ids.value()) {
     auto run = read_run(id);
     if (!run.ok()) {
-      if (problems) problems->push_back(run.status());
+      // No run.json: being created, or never was. Not a problem.
+      if (problems && run.status().code() != base::StatusCode::kNotFound) {
+        problems->push_back(run.status());
+      }
       continue;
     }
     if (flow.empty() || run->flow == flow) out.push_back(std::move(run.value()));
@@ -533,19 +494,14 @@ Result<std::vector<RunInfo>> Datastore::list_runs(const std::string& flow,
 }
 
 Result<RunInfo> Datastore::latest_run(const std::string& flow) const {
-  auto names = list_dir(layout::runs_dir(root_));
-  if (!names.ok()) return names.status();
-  std::vector<std::string> ids;
-  for (auto& n : names.value()) {
-    if (layout::is_run_id(n)) ids.push_back(std::move(n));
-  }
-  std::sort(ids.begin(), ids.end(), run_id_less);
-  for (auto it = ids.rbegin(); it != ids.rend(); ++it) {
+  auto ids = run_ids(*objects_);
+  if (!ids.ok()) return ids.status();
+  for (auto it = ids->rbegin(); it != ids->rend(); ++it) {
     auto run = read_run(*it);
     if (run.ok() && (flow.empty() || run->flow == flow)) return run;
   }
-  if (flow.empty()) return Status::not_found(fmt::format("no runs in datastore {}", root_));
-  return Status::not_found(fmt::format("no run of flow '{}' in datastore {}", flow, root_));
+  if (flow.empty()) return Status::not_found(fmt::format("no runs in datastore {}", url()));
+  return Status::not_found(fmt::format("no run of flow '{}' in datastore {}", flow, url()));
 }
 
 // ---- tasks ------------------------------------------------------------------------------
@@ -563,36 +519,70 @@ std::string Datastore::log_path(const std::string& run_id, const std::string& st
   return layout::log_file(root_, run_id, step, task_id, attempt, stderr_stream);
 }
 
+Status Datastore::read_log(const std::string& run_id, const std::string& step,
+                           const std::string& task_id, int attempt, bool stderr_stream,
+                           const std::function<Status(std::string_view)>& sink) const {
+  MFLOW_RETURN_IF_ERROR(check_task_names(run_id, step, task_id));
+  constexpr int64_t kPiece = 1 << 20;
+  // Parts in order until the first that does not exist. A local log is part 0 alone (the
+  // file the task writes to); a shipped log adds immutable parts 1, 2, ...
+  for (int part = 0;; ++part) {
+    const std::string key = layout::key::log_part(run_id, step, task_id, attempt, stderr_stream,
+                                                  part);
+    for (int64_t offset = 0;; ) {
+      auto piece = objects_->get_range(key, offset, kPiece);
+      if (!piece.ok()) {
+        if (piece.status().code() == base::StatusCode::kNotFound && offset == 0) return Status();
+        return piece.status();
+      }
+      if (piece->empty()) break;
+      MFLOW_RETURN_IF_ERROR(sink(piece.value()));
+      offset += static_cast<int64_t>(piece->size());
+      if (static_cast<int64_t>(piece->size()) < kPiece) break;
+    }
+  }
+}
+
+Result<int64_t> Datastore::log_size(const std::string& run_id, const std::string& step,
+                                    const std::string& task_id, int attempt,
+                                    bool stderr_stream) const {
+  MFLOW_RETURN_IF_ERROR(check_task_names(run_id, step, task_id));
+  int64_t size = 0;
+  for (int part = 0;; ++part) {
+    auto info = objects_->head(
+        layout::key::log_part(run_id, step, task_id, attempt, stderr_stream, part));
+    if (!info.ok()) return info.status();
+    if (!info->has_value()) return size;
+    size += info.value()->size;
+  }
+}
+
 Status Datastore::write_task(const TaskRecord& task) {
   MFLOW_RETURN_IF_ERROR(check_task_names(task.run_id, task.step, task.task_id));
-  // No fsync per task: a crash of mflow loses nothing (rename is atomic), and the final
+  // No fsync per task: a crash of mflow loses nothing (the put is atomic), and the final
   // write_run syncs the file system once for the whole run.
-  std::string path = layout::task_file(root_, task.run_id, task.step, task.task_id);
-  const std::string json = task_to_json(task);
-  Status s = write_record(task.run_id, path, json, false);
-  if (s.ok() || exists(layout::task_dir(root_, task.run_id, task.step, task.task_id))) return s;
-  MFLOW_RETURN_IF_ERROR(
-      base::make_dirs(layout::task_dir(root_, task.run_id, task.step, task.task_id)));
-  return write_record(task.run_id, path, json, false);
+  return write_record(task.run_id, layout::key::task_file(task.run_id, task.step, task.task_id),
+                      task_to_json(task), false);
 }
 
 Result<TaskRecord> Datastore::read_task(const std::string& run_id, const std::string& step,
                                         const std::string& task_id) const {
   MFLOW_RETURN_IF_ERROR(check_task_names(run_id, step, task_id));
-  std::string path = layout::task_file(root_, run_id, step, task_id);
-  auto text = base::read_regular_file(path);
+  const std::string key = layout::key::task_file(run_id, step, task_id);
+  auto text = objects_->get(key);
   if (!text.ok()) {
-    if (!exists(path)) {
-      return Status::not_found(
-          fmt::format("run {} has no task {}/{} (no {})", run_id, step, task_id, path));
+    if (text.status().code() == base::StatusCode::kNotFound) {
+      return Status::not_found(fmt::format("run {} has no task {}/{} (no {})", run_id, step,
+                                           task_id, objects_->describe(key)));
     }
     return text.status();
   }
-  auto task = task_from_json(text.value(), path);
+  auto task = task_from_json(text.value(), objects_->describe(key));
   if (!task.ok()) return task.status();
   if (task->step != step || task->task_id != task_id) {
-    return Status::invalid(fmt::format("{}: records task {}/{}, expected {}/{}", path, task->step,
-                                       task->task_id, step, task_id));
+    return Status::invalid(fmt::format("{}: records task {}/{}, expected {}/{}",
+                                       objects_->describe(key), task->step, task->task_id, step,
+                                       task_id));
   }
   return task;
 }
@@ -615,9 +605,11 @@ Result<TaskRecord> Datastore::running_task(const std::string& run_id, const std:
     task.index_path.push_back(index);
   }
   std::set<int> attempts;
-  if (auto names = list_dir(layout::task_dir(root_, run_id, step, task_id)); names.ok()) {
-    for (const auto& name : names.value()) {
-      // <attempt>.stdout / <attempt>.stderr
+  const std::string prefix = layout::key::task_prefix(run_id, step, task_id);
+  if (auto listing = objects_->list(prefix); listing.ok()) {
+    for (const auto& object : listing->objects) {
+      // <attempt>.stdout / <attempt>.stderr (part 0 of the log)
+      std::string name = object.key.substr(prefix.size());
       size_t dot = name.find('.');
       std::string_view ext = dot == std::string::npos ? "" : std::string_view(name).substr(dot);
       if (ext != ".stdout" && ext != ".stderr") continue;
@@ -644,33 +636,33 @@ Result<std::vector<TaskRecord>> Datastore::list_tasks(const std::string& run_id,
                                                       std::vector<Status>* problems,
                                                       bool include_running) const {
   MFLOW_RETURN_IF_ERROR(check_run_id(run_id));
-  if (!exists(layout::run_dir(root_, run_id))) {
-    return Status::not_found(fmt::format("no run {} in datastore {}", run_id, root_));
-  }
+  auto any = run_exists(run_id);
+  if (!any.ok()) return any.status();
+  if (!any.value()) return Status::not_found(fmt::format("no run {} in datastore {}", run_id, url()));
   std::vector<std::string> steps;
   if (!step.empty()) {
     if (!layout::valid_component(step)) return bad_name("step name", step, kComponentRule);
     steps.push_back(step);
   } else {
-    auto names = list_dir(layout::tasks_dir(root_, run_id));
-    if (!names.ok()) return names.status();
-    for (auto& n : names.value()) {
+    auto listing = objects_->list(layout::key::tasks_prefix(run_id));
+    if (!listing.ok()) return listing.status();
+    for (auto& n : listing->subdirs) {
       if (layout::valid_component(n)) steps.push_back(std::move(n));
     }
     std::sort(steps.begin(), steps.end());
   }
   std::vector<TaskRecord> out;
   for (const auto& s : steps) {
-    auto names = list_dir(layout::step_dir(root_, run_id, s));
-    if (!names.ok()) return names.status();
+    auto listing = objects_->list(layout::key::step_prefix(run_id, s));
+    if (!listing.ok()) return listing.status();
     size_t first = out.size();
-    for (const auto& id : names.value()) {
+    for (const auto& id : listing->subdirs) {
       if (!layout::valid_component(id)) continue;
-      std::string path = layout::task_file(root_, run_id, s, id);
-      auto text = base::read_regular_file(path);
+      const std::string key = layout::key::task_file(run_id, s, id);
+      auto text = objects_->get(key);
       if (!text.ok()) {
-        // A task directory without task.json is a task being set up or still running.
-        if (exists(path)) {
+        // A task without task.json is a task being set up or still running.
+        if (text.status().code() != base::StatusCode::kNotFound) {
           if (problems) problems->push_back(text.status());
         } else if (include_running) {
           if (auto running = running_task(run_id, s, id); running.ok()) {
@@ -679,10 +671,11 @@ Result<std::vector<TaskRecord>> Datastore::list_tasks(const std::string& run_id,
         }
         continue;
       }
-      auto task = task_from_json(text.value(), path);
+      auto task = task_from_json(text.value(), objects_->describe(key));
       if (task.ok() && (task->step != s || task->task_id != id)) {
-        task = Status::invalid(fmt::format("{}: records task {}/{}, expected {}/{}", path,
-                                           task->step, task->task_id, s, id));
+        task = Status::invalid(fmt::format("{}: records task {}/{}, expected {}/{}",
+                                           objects_->describe(key), task->step, task->task_id, s,
+                                           id));
       }
       if (!task.ok()) {
         if (problems) problems->push_back(task.status());
@@ -707,12 +700,20 @@ Status Datastore::link_logs(const TaskRecord& from, const std::string& to_run_id
       base::make_dirs(layout::task_dir(root_, to_run_id, from.step, from.task_id)));
   for (const auto& a : from.attempts) {
     for (bool err_stream : {false, true}) {
-      std::string src =
-          layout::log_file(root_, from.run_id, from.step, from.task_id, a.attempt, err_stream);
-      if (!exists(src)) continue;  // the attempt never produced that stream
-      std::string dst =
-          layout::log_file(root_, to_run_id, from.step, from.task_id, a.attempt, err_stream);
-      MFLOW_RETURN_IF_ERROR(link_or_copy(src, dst, 0644));
+      for (int part = 0;; ++part) {
+        // Into the workspace (a hard link locally), then stored under the new run's key
+        // (locally the file already is that object).
+        const std::string dst_key =
+            layout::key::log_part(to_run_id, from.step, from.task_id, a.attempt, err_stream, part);
+        const std::string dst = workspace_.path(dst_key);
+        Status s = objects_->get_file(
+            layout::key::log_part(from.run_id, from.step, from.task_id, a.attempt, err_stream,
+                                  part),
+            dst, std::nullopt);
+        if (s.code() == base::StatusCode::kNotFound) break;  // no (further) part
+        MFLOW_RETURN_IF_ERROR(s);
+        MFLOW_RETURN_IF_ERROR(objects_->put_file(dst_key, dst, PutMode::kOverwrite, false));
+      }
     }
   }
   return Status();
@@ -818,29 +819,21 @@ Result<ArtifactMap> Datastore::ingest_dir(const std::string& dir) {
   return out;
 }
 
+
 Result<ArtifactRef> Datastore::move_object(const std::string& path) {
   auto sha = base::sha256_file(path);
   if (!sha.ok()) return sha.status();
   struct stat st;
   if (::stat(path.c_str(), &st) != 0) return Status::from_errno(path, errno);
   ArtifactRef ref{sha.value(), static_cast<int64_t>(st.st_size)};
-  std::string obj = layout::object_path(root_, ref.sha256);
-  if (exists(obj)) {
-    ::unlink(path.c_str());  // deduplicated: the store already has these bytes
-    return ref;
-  }
-  MFLOW_RETURN_IF_ERROR(base::make_dirs(layout::object_fanout_dir(root_, ref.sha256)));
   if (::chmod(path.c_str(), 0444) != 0) return Status::from_errno(path, errno);
   MFLOW_RETURN_IF_ERROR(seal(path));
-  if (::rename(path.c_str(), obj.c_str()) != 0) {
-    if (errno == EXDEV) return copy_object(path);
-    return Status::from_errno(fmt::format("moving {} to {}", path, obj), errno);
-  }
+  MFLOW_RETURN_IF_ERROR(publish_object(path, ref.sha256));
   return ref;
 }
 
 Result<ArtifactRef> Datastore::copy_object(const std::string& path) {
-  // Copy and hash in one pass into objects/tmp, then rename into place.
+  // Copy and hash in one pass into objects/tmp, then publish.
   UniqueFd in(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!in) return Status::from_errno(path, errno);
   std::string tmp_dir = layout::object_tmp_dir(root_);
@@ -866,26 +859,37 @@ Result<ArtifactRef> Datastore::copy_object(const std::string& path) {
   }
   out.reset();
   ArtifactRef ref{hash.hex_digest(), size};
+  if (s.ok()) s = seal(tmp);
   if (s.ok()) s = publish_object(tmp, ref.sha256);
   ::unlink(tmp.c_str());
   if (!s.ok()) return s;
   return ref;
 }
 
-Status Datastore::publish_object(const std::string& tmp, const std::string& sha256) {
-  std::string obj = layout::object_path(root_, sha256);
-  if (exists(obj)) return Status();
-  MFLOW_RETURN_IF_ERROR(base::make_dirs(layout::object_fanout_dir(root_, sha256)));
-  MFLOW_RETURN_IF_ERROR(seal(tmp));
-  if (::rename(tmp.c_str(), obj.c_str()) != 0) {
-    return Status::from_errno(fmt::format("moving {} to {}", tmp, obj), errno);
+Status Datastore::publish_object(const std::string& file, const std::string& sha256) {
+  const std::string key = layout::key::object(sha256);
+  auto known = objects_->head(key);
+  if (!known.ok()) return known.status();
+  if (known->has_value()) {
+    ::unlink(file.c_str());  // deduplicated: the store already has these bytes
+    return Status();
   }
+  // Into the workspace's cache first (a rename on one file system), so this run's children
+  // read it without a download; then into the store (locally the cache file is the object,
+  // and the put finds it there). An object stored meanwhile by another process (kConflict)
+  // has the same bytes.
+  Status s = workspace_.put_file(key, file, PutMode::kIfAbsent, /*consume=*/true);
+  if (!s.ok() && s.code() != base::StatusCode::kConflict) return s;
+  s = objects_->put_file(key, workspace_.path(key), PutMode::kIfAbsent, /*consume=*/false);
+  if (!s.ok() && s.code() != base::StatusCode::kConflict) return s;
   return Status();
 }
 
 Result<ArtifactRef> Datastore::put_bytes(std::string_view bytes) {
   ArtifactRef ref{base::sha256_hex(bytes), static_cast<int64_t>(bytes.size())};
-  if (exists(layout::object_path(root_, ref.sha256))) return ref;
+  auto known = objects_->head(layout::key::object(ref.sha256));
+  if (!known.ok()) return known.status();
+  if (known->has_value()) return ref;
   std::string tmp_dir = layout::object_tmp_dir(root_);
   MFLOW_RETURN_IF_ERROR(base::make_dirs(tmp_dir));
   std::string tmp = temp_name(tmp_dir);
@@ -893,6 +897,7 @@ Result<ArtifactRef> Datastore::put_bytes(std::string_view bytes) {
   if (!fd) return Status::from_errno(tmp, errno);
   Status s = base::write_all(fd.get(), bytes.data(), bytes.size(), tmp);
   fd.reset();
+  if (s.ok()) s = seal(tmp);
   if (s.ok()) s = publish_object(tmp, ref.sha256);
   ::unlink(tmp.c_str());
   if (!s.ok()) return s;
@@ -907,14 +912,14 @@ Result<std::string> Datastore::read_object(const ArtifactRef& ref) const {
   if (!layout::is_sha256(ref.sha256)) {
     return Status::invalid(fmt::format("'{}' is not a SHA-256 object name", ref.sha256));
   }
-  std::string path = layout::object_path(root_, ref.sha256);
-  auto bytes = base::read_regular_file(path);
+  const std::string key = layout::key::object(ref.sha256);
+  auto bytes = objects_->get(key);
   if (!bytes.ok()) {
-    if (!exists(path)) {
+    if (bytes.status().code() == base::StatusCode::kNotFound) {
       return Status::not_found(fmt::format(
           "object {} is missing from datastore {} (it was deleted by hand; re-run the task that "
           "produced it)",
-          ref.sha256, root_));
+          ref.sha256, url()));
     }
     return bytes.status();
   }
@@ -923,9 +928,45 @@ Result<std::string> Datastore::read_object(const ArtifactRef& ref) const {
     return Status::io_error(fmt::format(
         "{}: object is damaged (its content no longer matches its name); delete it and re-run "
         "the task that produced it",
-        path));
+        objects_->describe(key)));
   }
   return bytes;
+}
+
+Status Datastore::cache_object(const std::string& name, const ArtifactRef& ref) const {
+  const std::string key = layout::key::object(ref.sha256);
+  const std::string obj = workspace_.path(key);
+  struct stat st;
+  if (::lstat(obj.c_str(), &st) != 0) {
+    if (errno != ENOENT && errno != ENOTDIR) return Status::from_errno(obj, errno);
+    // Not in the workspace: download it, checked against its name (locally the workspace
+    // is the store, so the object is simply missing).
+    MFLOW_RETURN_IF_ERROR(base::make_dirs(layout::object_fanout_dir(root_, ref.sha256)));
+    Status s = objects_->get_file(key, obj, ref.sha256);
+    if (s.code() == base::StatusCode::kNotFound) {
+      return Status::not_found(fmt::format(
+          "artifact '{}': object {} is missing from datastore {} (it was deleted by hand; run "
+          "the flow again without resume)",
+          name, ref.sha256, url()));
+    }
+    MFLOW_RETURN_IF_ERROR(s);
+    if (::chmod(obj.c_str(), 0444) != 0) return Status::from_errno(obj, errno);
+    return seal(obj);
+  }
+  if (!is_sealed(st)) {
+    // Stored by an mflow from before the seal, or changed since: the hash decides.
+    auto sha = base::sha256_file(obj);
+    if (!sha.ok()) return sha.status();
+    if (sha.value() != ref.sha256) {
+      quarantine(ref.sha256);
+      return Status::io_error(fmt::format(
+          "artifact '{}': object {} was changed after it was stored (moved to {}); re-run the "
+          "task that produced it (without resume)",
+          name, ref.sha256, layout::damaged_objects_dir(root_)));
+    }
+    MFLOW_RETURN_IF_ERROR(seal(obj));
+  }
+  return Status();
 }
 
 Status Datastore::materialize(const ArtifactMap& artifacts, const std::string& dir) const {
@@ -938,32 +979,14 @@ Status Datastore::materialize(const ArtifactMap& artifacts, const std::string& d
       return Status::invalid(
           fmt::format("artifact '{}': '{}' is not a SHA-256 object name", name, ref.sha256));
     }
-    std::string obj = layout::object_path(root_, ref.sha256);
-    if (!exists(obj)) {
-      return Status::not_found(fmt::format(
-          "artifact '{}': object {} is missing from datastore {} (it was deleted by hand; run "
-          "the flow again without resume)",
-          name, ref.sha256, root_));
-    }
-    struct stat st;
-    if (::lstat(obj.c_str(), &st) != 0) return Status::from_errno(obj, errno);
-    if (!is_sealed(st)) {
-      // Stored by an mflow from before the seal, or changed since: the hash decides.
-      auto sha = base::sha256_file(obj);
-      if (!sha.ok()) return sha.status();
-      if (sha.value() != ref.sha256) {
-        quarantine(ref.sha256);
-        return Status::io_error(fmt::format(
-            "artifact '{}': object {} was changed after it was stored (moved to {}); re-run the "
-            "task that produced it (without resume)",
-            name, ref.sha256, layout::damaged_objects_dir(root_)));
-      }
-      MFLOW_RETURN_IF_ERROR(seal(obj));
-    }
+    MFLOW_RETURN_IF_ERROR(cache_object(name, ref));
+    const std::string key = layout::key::object(ref.sha256);
     std::string entry = dir + "/" + name;
-    MFLOW_RETURN_IF_ERROR(link_or_copy(obj, entry, 0444));
-    struct stat placed;
-    if (::lstat(entry.c_str(), &placed) == 0 && placed.st_ino != st.st_ino) {
+    // A hard link to the cached object (a copy, sealed alike, where links are refused).
+    MFLOW_RETURN_IF_ERROR(workspace_.get_file(key, entry, std::nullopt));
+    struct stat obj, placed;
+    if (::lstat(workspace_.path(key).c_str(), &obj) == 0 &&
+        ::lstat(entry.c_str(), &placed) == 0 && placed.st_ino != obj.st_ino) {
       MFLOW_RETURN_IF_ERROR(seal(entry));  // a copy (too many links, another file system)
     }
   }

@@ -1,21 +1,29 @@
-// Datastore: mflow's on-disk record of runs, tasks, logs and artifacts (local directory,
-// default ./.mflow). Layout and format are described in docs/datastore.md; every path
-// comes from store/layout.h. Every metadata write is atomic (temp + rename) so killing
-// mflow at any instant leaves a store that every reader accepts. Artifacts are content
-// addressed (SHA-256) and deduplicated. Several mflow processes may use one datastore at
-// once (run ids are allocated with an atomic mkdir; each run holds a lock while active).
-// A Datastore object is thread-compatible: const methods may be called concurrently.
+// Datastore: mflow's record of runs, tasks, logs and artifacts. The logic (records, run id
+// allocation, liveness, content addressing, resume's reuse, reading logs) is written once on
+// the ObjectStore seam (store/object_store.h); what tasks need as plain files (task
+// directories, $MFLOW_OUTPUT_DIR, artifacts/ and input/ directories, the log files a child
+// writes to, a cache of objects) lives in a local *workspace* directory with the same
+// layout. For a local datastore the workspace is the datastore directory itself, so its
+// objects are the workspace's files and nothing is copied. Layout and format are described
+// in docs/datastore.md; every key and path comes from store/layout.h. Every record write is
+// atomic, so killing mflow at any instant leaves a store that every reader accepts. Several
+// mflow processes may use one datastore at once (run ids are claimed with a conditional
+// create; each run holds a lease while active). A Datastore object is thread-compatible:
+// const methods may be called concurrently.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "base/status.h"
-#include "base/unique_fd.h"
+#include "store/local_object_store.h"
+#include "store/object_store.h"
 
 namespace mflow::store {
 
@@ -86,16 +94,17 @@ struct TaskRecord {
   std::string reused_from;
 };
 
-/// Locks a run for the lifetime of the object (flock on the run's lock file). Released on
-/// destruction or process death, so a dead run is recognisable: its lock is free.
+/// Marks a run as alive for the lifetime of the object: the lease on the run's lock key
+/// (ObjectStore::hold: an flock locally, a heartbeat on S3). Released on destruction or
+/// process death, so a dead run is recognisable: nobody holds its lock.
 class RunLock {
  public:
   RunLock() = default;
-  explicit RunLock(base::UniqueFd fd) : fd_(std::move(fd)) {}
-  bool held() const { return fd_.valid(); }
+  explicit RunLock(std::unique_ptr<Lease> lease) : lease_(std::move(lease)) {}
+  bool held() const { return lease_ != nullptr; }
 
  private:
-  base::UniqueFd fd_;
+  std::unique_ptr<Lease> lease_;
 };
 
 class Datastore {
@@ -103,8 +112,17 @@ class Datastore {
   /// Opens (and with `create`, initialises) the datastore at `root`. Refuses a FORMAT newer
   /// than kFormatVersion with a message naming both versions.
   static base::Result<Datastore> open(const std::string& root, bool create);
+  /// Opens the datastore held by `objects`, with `workspace` (an existing local directory)
+  /// for task directories, logs being written and the object cache. open(root) is this with
+  /// a LocalObjectStore on `root` and `root` as the workspace.
+  static base::Result<Datastore> open(std::shared_ptr<ObjectStore> objects,
+                                      const std::string& workspace, bool create);
 
+  /// The workspace directory (for a local datastore, the datastore itself): what tasks get
+  /// as $MFLOW_DATASTORE and where their directories are.
   const std::string& root() const { return root_; }
+  /// Where the datastore is, for messages (the directory, or s3://bucket/prefix).
+  std::string url() const { return objects_->url(); }
 
   /// The datastore's identity (<root>/ID, 32 hex digits): unique per datastore, so that
   /// things outside it that name its runs (Kubernetes Jobs) are never confused with those
@@ -145,8 +163,19 @@ class Datastore {
   /// The task's directory (created on demand), where its logs live.
   base::Result<std::string> task_dir(const std::string& run_id, const std::string& step,
                                      const std::string& task_id);
+  /// The workspace file the running attempt's stream is written to.
   std::string log_path(const std::string& run_id, const std::string& step,
                        const std::string& task_id, int attempt, bool stderr_stream) const;
+  /// Streams an attempt's log, as stored (the concatenation of its parts, see
+  /// docs/datastore.md), to `sink` in pieces of bounded size. A stream the attempt never
+  /// wrote to is empty, not an error. Reads a running task's log as far as it has reached.
+  base::Status read_log(const std::string& run_id, const std::string& step,
+                        const std::string& task_id, int attempt, bool stderr_stream,
+                        const std::function<base::Status(std::string_view)>& sink) const;
+  /// Bytes stored for an attempt's log so far (0 when it has none).
+  base::Result<int64_t> log_size(const std::string& run_id, const std::string& step,
+                                 const std::string& task_id, int attempt,
+                                 bool stderr_stream) const;
   /// Atomically replaces the task's task.json.
   base::Status write_task(const TaskRecord& task);
   base::Result<TaskRecord> read_task(const std::string& run_id, const std::string& step,
@@ -200,28 +229,40 @@ class Datastore {
   base::Status check_unchanged(const std::string& dir, const ArtifactMap& view) const;
   /// Stores bytes as an object.
   base::Result<ArtifactRef> put_bytes(std::string_view bytes);
-  /// Path of an object (read-only file).
+  /// The workspace's copy of an object (read-only file; for a local datastore, the object).
   std::string object_path(const std::string& sha256) const;
   base::Result<std::string> read_object(const ArtifactRef& ref) const;
   /// Creates `dir/<name>` for every artifact (hard link into the object store; copy when the
   /// file system refuses links).
   base::Status materialize(const ArtifactMap& artifacts, const std::string& dir) const;
-  /// Moves a changed object to objects/damaged/, so no reader gets wrong bytes under its name.
+  /// Moves the workspace's copy of a changed object to objects/damaged/, so no reader gets
+  /// wrong bytes under its name (for a local datastore that is the object itself).
   void quarantine(const std::string& sha256) const;
 
  private:
-  explicit Datastore(std::string root) : root_(std::move(root)) {}
-  // ingest_dir's two ways into the object store: rename the file itself, or copy it.
+  Datastore(std::shared_ptr<ObjectStore> objects, std::string root)
+      : objects_(std::move(objects)), root_(std::move(root)), workspace_(root_) {}
+  // ingest_dir's two ways into the object store: take the file itself, or copy it.
   base::Result<ArtifactRef> move_object(const std::string& path);
   base::Result<ArtifactRef> copy_object(const std::string& path);
-  // Renames a complete temp file to the object's name unless the object already exists.
-  base::Status publish_object(const std::string& tmp, const std::string& sha256);
-  // write_file_atomic for a record of `run_id`; when it fails, gives up the run's reserve
-  // (a full disk) and tries once more.
-  base::Status write_record(const std::string& run_id, const std::string& path,
+  // Stores the complete, sealed, read-only file `file` (which is given up) as object
+  // `sha256`, unless the store has it: into the workspace's cache, then into the store.
+  base::Status publish_object(const std::string& file, const std::string& sha256);
+  // Makes the workspace's copy of an object present and checked (downloading it if needed);
+  // `name` is the artifact, for messages.
+  base::Status cache_object(const std::string& name, const ArtifactRef& ref) const;
+  // An atomic put of a record of `run_id`; when it fails, gives up the run's reserve (a
+  // full disk) and tries once more.
+  base::Status write_record(const std::string& run_id, const std::string& key,
                             const std::string& content, bool durable);
+  // Whether the store has anything under runs/<run_id>/.
+  base::Result<bool> run_exists(const std::string& run_id) const;
 
+  std::shared_ptr<ObjectStore> objects_;
   std::string root_;
+  // The workspace as an object store of its own: its files, linked and moved with the
+  // local store's rules (for a local datastore, the same files as objects_).
+  mutable LocalObjectStore workspace_;
 };
 
 /// Artifact names: [A-Za-z_][A-Za-z0-9_.-]*, at most 128 characters.

@@ -535,7 +535,9 @@ TEST_CASE_METHOD(StoreFixture, "temp files and damaged records do not break read
   write(root + "/runs/1/tasks/s/1/task.json", full.substr(0, full.size() / 2));
   // Junk in the runs directory, and a run directory whose creation was interrupted.
   REQUIRE(base::make_dirs(root + "/runs/junk").ok());
+  // (A creator holds the run's lock before it writes run.json, so a killed one leaves that.)
   REQUIRE(base::make_dirs(root + "/runs/17").ok());
+  write(root + "/runs/17/lock", "");
   // A damaged run record.
   write(root + "/runs/2/run.json", "");
 
