@@ -341,19 +341,19 @@ Result<std::string> Datastore::identity() const {
 // ---- runs -------------------------------------------------------------------------------
 
 Status Datastore::lock_resume(const std::string& origin_run_id, RunLock* lock) {
-  std::string path = layout::resume_lock_file(root_, origin_run_id);
-  UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
-  if (!fd) return Status::from_errno(path, errno);
-  while (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
-    if (errno == EINTR) continue;
-    if (errno == EWOULDBLOCK) {
+  MFLOW_RETURN_IF_ERROR(check_run_id(origin_run_id));
+  const std::string key = layout::key::resume_lock(origin_run_id);
+  auto lease = objects_->hold(key);
+  if (!lease.ok()) {
+    if (lease.status().code() == base::StatusCode::kConflict) {
       return Status::conflict(fmt::format(
           "run {} is being resumed by another mflow (it holds {}); wait for that resume to end, "
-          "then resume the run it started if needed", origin_run_id, path));
+          "then resume the run it started if needed",
+          origin_run_id, objects_->describe(key)));
     }
-    return Status::from_errno(path, errno);
+    return lease.status();
   }
-  *lock = RunLock(std::move(fd));
+  *lock = RunLock(std::move(lease.value()));
   return Status::ok_status();
 }
 

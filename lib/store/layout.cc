@@ -18,6 +18,9 @@ std::string run_file(const std::string& run_id) { return fmt::format("runs/{}/{}
 std::string run_lock(const std::string& run_id) {
   return fmt::format("runs/{}/{}", run_id, kLockFile);
 }
+std::string resume_lock(const std::string& run_id) {
+  return fmt::format("runs/{}/resume.lock", run_id);
+}
 std::string tasks_prefix(const std::string& run_id) { return fmt::format("runs/{}/tasks/", run_id); }
 std::string step_prefix(const std::string& run_id, const std::string& step) {
   return fmt::format("runs/{}/tasks/{}/", run_id, step);
@@ -78,7 +81,7 @@ std::string run_lock_file(const std::string& root, const std::string& run_id) {
 }
 
 std::string resume_lock_file(const std::string& root, const std::string& run_id) {
-  return fmt::format("{}/runs/{}/resume.lock", root, run_id);
+  return root + "/" + key::resume_lock(run_id);
 }
 
 std::string tasks_dir(const std::string& root, const std::string& run_id) {

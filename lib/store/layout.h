@@ -22,6 +22,8 @@ std::string object(const std::string& sha256);
 std::string runs_prefix();
 std::string run_file(const std::string& run_id);
 std::string run_lock(const std::string& run_id);
+/// "runs/<run_id>/resume.lock": held by the resume that may adopt run <id>'s Kubernetes Jobs.
+std::string resume_lock(const std::string& run_id);
 /// "runs/<run_id>/tasks/": its subdirectories are the steps that have tasks.
 std::string tasks_prefix(const std::string& run_id);
 /// "runs/<run_id>/tasks/<step>/": its subdirectories are the step's task ids.
