@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <iostream>
+#include <map>
 #include <set>
 
 #include <fmt/core.h>
@@ -19,6 +20,7 @@
 #include "base/strings.h"
 #include "base/unique_fd.h"
 #include "cli/command.h"
+#include "cli/logs_follow.h"
 #include "cli/number_flags.h"
 #include "cli/run_support.h"
 #include "store/datastore.h"
@@ -36,6 +38,7 @@ struct LogsOptions {
   bool only_stdout = false;
   bool only_stderr = false;
   int attempt = -1;  // -1: each task's last
+  bool follow = false;  // -f
 };
 
 // Streams a stored log to `out_fd` in pieces: logs may be gigabytes. A log that is not a
@@ -114,6 +117,20 @@ void warn_problems(const std::vector<base::Status>& problems) {
   for (const auto& p : problems) std::cerr << "mflow: warning: logs: " << p.message() << "\n";
 }
 
+// `mflow logs RUN`: steps in the order they first started (the order the run went), each
+// step's tasks in their own order; reused tasks count from their record's first attempt.
+void order_steps_by_start(std::vector<store::TaskRecord>& tasks) {
+  std::map<std::string, store::Clock::time_point> first;
+  for (const auto& t : tasks) {
+    auto started = t.attempts.empty() ? store::Clock::time_point::max() : t.attempts.front().started;
+    auto [it, added] = first.emplace(t.step, started);
+    if (!added) it->second = std::min(it->second, started);
+  }
+  std::stable_sort(tasks.begin(), tasks.end(), [&](const auto& a, const auto& b) {
+    return first[a.step] < first[b.step] || (first[a.step] == first[b.step] && a.step < b.step);
+  });
+}
+
 // The error for a task or step that does not exist: says which tasks (or steps) do.
 // `task_id` is empty for RUN/STEP.
 ExitCode report_missing(const store::Datastore& store, const store::RunInfo& run,
@@ -148,10 +165,11 @@ ExitCode report_missing(const store::Datastore& store, const store::RunInfo& run
 
 ExitCode run_logs(const LogsOptions& options) {
   auto parts = base::split(options.path, '/');
-  if (parts.size() < 2 || parts.size() > 3 || parts[0].empty() || parts[1].empty()) {
+  if (parts.size() > 3 || std::any_of(parts.begin(), parts.end(),
+                                       [](const std::string& p) { return p.empty(); })) {
     std::cerr << fmt::format(
-        "mflow: error: logs: '{}' is not RUN/STEP or RUN/STEP/TASK (e.g. 12/start or "
-        "12/body/3); `mflow runs` lists runs\n", options.path);
+        "mflow: error: logs: '{}' is not RUN, RUN/STEP or RUN/STEP/TASK (e.g. 12, latest/start "
+        "or 12/body/3); `mflow runs` lists runs\n", options.path);
     return ExitCode::kUsage;
   }
   for (size_t i = 1; i < parts.size(); ++i) {
@@ -161,15 +179,15 @@ ExitCode run_logs(const LogsOptions& options) {
       return ExitCode::kUsage;
     }
   }
-  const std::string& run_id = parts[0];
-  const std::string& step = parts[1];
+  const std::string step = parts.size() > 1 ? parts[1] : "";  // "": the whole run
   std::string root_dir = resolve_datastore(options.datastore);
   auto store = store::Datastore::open(root_dir, false);
   if (!store.ok()) {
     std::cerr << "mflow: error: " << store.status().message() << "\n";
     return ExitCode::kEnvironment;
   }
-  auto run = store->read_run(run_id);
+  auto run = read_run_ref(store.value(), parts[0]);
+  const std::string run_id = run.ok() ? run->run_id : parts[0];
   if (!run.ok()) {
     if (run.status().code() != base::StatusCode::kNotFound) {
       // A damaged run.json: the message names the file.
@@ -181,6 +199,14 @@ ExitCode run_logs(const LogsOptions& options) {
     return ExitCode::kUsage;
   }
   const bool run_running = run->status == store::RunStatus::kRunning;
+  if (options.follow) {
+    if (parts.size() != 3) {
+      std::cerr << fmt::format("mflow: error: logs: -f follows one task: give RUN/STEP/TASK, "
+                               "not '{}'\n", options.path);
+      return ExitCode::kUsage;
+    }
+    return follow_task(store.value(), run_id, step, parts[2]);
+  }
 
   std::vector<store::TaskRecord> tasks;
   bool damaged = false;
@@ -213,8 +239,16 @@ ExitCode run_logs(const LogsOptions& options) {
     }
     warn_problems(problems);
     damaged = !problems.empty();
-    if (all->empty() && !damaged) return report_missing(*store, *run, step, "");
+    if (all->empty() && !damaged) {
+      if (step.empty()) {
+        std::cerr << fmt::format("mflow: error: logs: run {} (flow {}) has no tasks yet\n",
+                                 run_id, run->flow);
+        return ExitCode::kUsage;
+      }
+      return report_missing(*store, *run, step, "");
+    }
     tasks = std::move(all.value());
+    if (step.empty()) order_steps_by_start(tasks);
   }
   for (auto& t : tasks) add_live_attempts(*store, t);
 
@@ -249,7 +283,7 @@ ExitCode run_logs(const LogsOptions& options) {
     if (t.attempts.empty()) continue;
     int attempt = options.attempt >= 0 ? options.attempt : t.attempts.back().attempt;
     std::string header;
-    if (parts.size() == 2) {
+    if (parts.size() < 3) {
       header = fmt::format("==> {}/{}/{} (attempt {}{}) <==\n", t.run_id, t.step, t.task_id,
                            attempt, attempt_label(t, attempt, run_running));
     }
@@ -295,15 +329,21 @@ ExitCode run_logs(const LogsOptions& options) {
 void add_logs_command(CLI::App& root, const GlobalOptions&, Commands& out) {
   auto options = std::make_shared<LogsOptions>();
   auto* app = root.add_subcommand("logs", "Show the stored output of a past or running task");
-  app->add_option("RUN/STEP[/TASK]", options->path,
-                  "Which task (all tasks of the step, in order, when TASK is omitted)")
+  app->add_option("RUN[/STEP[/TASK]]", options->path,
+                  "Which task (all tasks of the step without TASK; the whole run, step by step, "
+                  "without STEP); RUN may be `latest`, the datastore's newest run")
       ->required();
   app->add_option("--datastore", options->datastore,
                   "Datastore directory (default $MFLOW_DATASTORE or ./.mflow)");
   auto* o = app->add_flag("--stdout", options->only_stdout, "Only the tasks' stdout");
   app->add_flag("--stderr", options->only_stderr, "Only the tasks' stderr")->excludes(o);
-  app->add_option("--attempt", options->attempt, "Which attempt (default: each task's last)")
+  auto* attempt = app->add_option("--attempt", options->attempt,
+                                  "Which attempt (default: each task's last)")
       ->check(whole_number(0, std::numeric_limits<int>::max()));
+  app->add_flag("-f,--follow", options->follow,
+                "Follow RUN/STEP/TASK while it runs, through retries, until it ends; exit 0 if "
+                "it succeeded, 1 if it failed, 4 if its run ended without it")
+      ->excludes(attempt);
   app->footer(
       "A task's stdout goes to stdout and its stderr to stderr. For RUN/STEP, a header\n"
       "'==> RUN/STEP/TASK (attempt N) <==' precedes each task on the stream(s) shown: with\n"

@@ -31,7 +31,7 @@ void add_resume_command(CLI::App& root, const GlobalOptions& global, Commands& o
                   "Flow file (default: the origin run's); a step name when no such file exists");
   app->add_option("STEP", state->step, "Run this step and everything after it again");
   app->add_option("--origin-run-id", state->origin,
-                  "Run to resume (default: the latest run of the flow)");
+                  "Run to resume, or `latest` (default: the newest unsuccessful run of the flow)");
   add_run_flags(*app, state->flags);
   app->footer("Parameter flags (--NAME VALUE) work as in `mflow run`; they go after FLOW and STEP.");
   out.push_back({app, [state, app, &global] {
@@ -72,7 +72,7 @@ void add_resume_command(CLI::App& root, const GlobalOptions& global, Commands& o
       }
       base::Result<store::RunInfo> origin = base::Status::not_found("no runs");
       if (!request.origin_run_id.empty()) {
-        origin = store->read_run(request.origin_run_id);
+        origin = read_run_ref(store.value(), request.origin_run_id);
       } else {
         origin = default_resume_origin(store.value(), "");
       }

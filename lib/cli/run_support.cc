@@ -351,6 +351,13 @@ base::Result<std::map<std::string, std::string>> resolve_params(
   return out;
 }
 
+base::Result<store::RunInfo> read_run_ref(const store::Datastore& store, const std::string& id,
+                                          const std::string& flow) {
+  // Run ids are numbers, so the word cannot name a real run.
+  if (id == "latest") return store.latest_run(flow);
+  return store.read_run(id);
+}
+
 base::Result<store::RunInfo> default_resume_origin(const store::Datastore& store,
                                                    const std::string& flow) {
   auto runs = store.list_runs(flow);
@@ -702,7 +709,7 @@ base::ExitCode execute_flow_once(const std::string& flow_path, const RunFlags& f
   if (resume) {
     auto origin = resume->origin_run_id.empty()
                       ? default_resume_origin(*store, graph->flow().name)
-                      : store->read_run(resume->origin_run_id);
+                      : read_run_ref(*store, resume->origin_run_id, graph->flow().name);
     if (!origin.ok()) {
       print_status_error(origin.status().with_context(
           resume->origin_run_id.empty() ? "resume" : "--origin-run-id " + resume->origin_run_id));

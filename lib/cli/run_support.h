@@ -72,6 +72,11 @@ base::Result<store::RunInfo> default_resume_origin(const store::Datastore& store
 base::ExitCode execute_flow(const std::string& flow_path, const RunFlags& flags,
                             const std::optional<ResumeRequest>& resume, int verbosity);
 
+/// The run a user named: a run id, or `latest` for the newest run (of `flow` when not empty;
+/// of the whole datastore otherwise). not_found names the datastore.
+base::Result<store::RunInfo> read_run_ref(const store::Datastore& store, const std::string& id,
+                                          const std::string& flow = "");
+
 /// The datastore root from a flag value, $MFLOW_DATASTORE, or ./.mflow.
 std::string resolve_datastore(const std::string& flag);
 

@@ -6,6 +6,7 @@
 #include <ctime>
 #include <filesystem>
 #include <iostream>
+#include <limits>
 #include <set>
 
 #include <fmt/core.h>
@@ -13,6 +14,7 @@
 
 #include "base/strings.h"
 #include "cli/command.h"
+#include "cli/number_flags.h"
 #include "cli/run_support.h"
 #include "spec/loader.h"
 #include "store/datastore.h"
@@ -78,6 +80,8 @@ void add_runs_command(CLI::App& root, const GlobalOptions&, Commands& out) {
     std::string flow;
     std::string datastore;
     std::string format = "text";
+    std::string status;  // only runs with this status
+    int64_t limit = 0;   // only the newest N (0: all)
   };
   auto state = std::make_shared<State>();
   auto* app = root.add_subcommand("runs", "List runs with their status and times");
@@ -88,7 +92,12 @@ void add_runs_command(CLI::App& root, const GlobalOptions&, Commands& out) {
   app->add_option("--format", state->format, "text or json")
       ->check(CLI::IsMember({"text", "json"}))
       ->capture_default_str();
+  app->add_option("--status", state->status, "Only runs with this status")
+      ->check(CLI::IsMember({"running", "succeeded", "failed", "interrupted", "crashed"}));
+  app->add_option("--limit", state->limit, "Only the newest N runs (after --status)")
+      ->check(whole_number(1, std::numeric_limits<int64_t>::max(), "runs"));
   app->footer(
+      "Runs are listed oldest first, so the newest is at the bottom (with --limit too).\n"
       "The table shows local times; --format json gives RFC 3339 UTC times with milliseconds\n"
       "(as in run.json) and null `finished`/`duration_s` for a run that has not finished.\n"
       "A damaged run.json is skipped with one 'mflow: warning:' line naming it; the exit\n"
@@ -120,6 +129,14 @@ void add_runs_command(CLI::App& root, const GlobalOptions&, Commands& out) {
       std::cerr << "mflow: warning: runs: " << p.message() << "; that run is not listed\n";
     }
     if (!flow.empty() && runs->empty()) note_other_flows(*store, flow);
+    if (!state->status.empty()) {
+      std::erase_if(runs.value(), [&](const store::RunInfo& r) {
+        return store::to_string(r.status) != state->status;
+      });
+    }
+    if (state->limit > 0 && runs->size() > static_cast<size_t>(state->limit)) {
+      runs->erase(runs->begin(), runs->end() - state->limit);
+    }
     if (state->format == "json") {
       nlohmann::json j = nlohmann::json::array();
       for (const auto& r : runs.value()) {

@@ -1,11 +1,19 @@
 // ConsoleReporter: the terminal face of a run. Task output goes to stdout, one line per
 // line, prefixed `YYYY-MM-DD HH:MM:SS.mmm [run/step/task (pid N)]` like Metaflow; mflow's own
-// progress and the final summary go to stderr. Colour only on a TTY without NO_COLOR; no
-// cursor tricks ever, so CI logs stay clean. Thread-safe (one mutex around every write).
+// progress and the final summary go to stderr. Colour and the live status line only when
+// stderr is a TTY, without NO_COLOR and TERM=dumb: then, as ninja does, one line at the
+// bottom (done/running/queued/failed, elapsed, the oldest running task) is redrawn in place
+// and replaces the per-task "starting"/"succeeded" lines; everything else is printed above
+// it. Otherwise plain lines only, so CI logs stay clean. Thread-safe (one mutex around every
+// write; a ticker thread redraws the status line once a second).
 #pragma once
 
+#include <chrono>
+#include <condition_variable>
 #include <cstdio>
+#include <map>
 #include <mutex>
+#include <thread>
 #include <string_view>
 
 #include "runtime/reporter.h"
@@ -16,6 +24,7 @@ class ConsoleReporter : public Reporter {
  public:
   /// `quiet` drops per-task progress lines (task output and the summary still print).
   ConsoleReporter(std::FILE* out, std::FILE* err, bool quiet);
+  ~ConsoleReporter() override;
 
   void on_output(const exec::TaskLaunch& task, int64_t pid, exec::Stream stream,
                  std::string_view line) override;
@@ -26,6 +35,7 @@ class ConsoleReporter : public Reporter {
                      int retry_in_seconds) override;
   void task_reused(const std::string& run_id, const std::string& step,
                    const std::string& task_id, const std::string& from) override;
+  void tasks_queued(size_t count) override;
   void note(const std::string& text) override;
   void run_finished(const RunSummary& summary) override;
 
@@ -42,7 +52,22 @@ class ConsoleReporter : public Reporter {
   /// left alone for the rest of the run. Call with mu_ held.
   void put(std::FILE* to, std::string_view text);
 
+  /// The live status line's text, cut to the terminal's width. Call with mu_ held.
+  std::string status_line() const;
+  /// Erases the status line (before other output) / draws it again. Call with mu_ held.
+  void clear_status();
+  void draw_status();
+  void stop_ticker();
+
   std::mutex mu_;
+  std::condition_variable tick_;
+  std::thread ticker_;
+  bool live_ = false;             // the status line is on
+  bool status_shown_ = false;     // guarded by mu_
+  bool ticking_ = false;          // guarded by mu_
+  std::chrono::steady_clock::time_point run_start_;          // guarded by mu_
+  std::map<std::string, std::chrono::steady_clock::time_point> running_;  // key -> start, guarded by mu_
+  size_t done_ = 0, failed_ = 0, queued_ = 0;                // guarded by mu_
   std::FILE* out_;  // guarded by mu_
   std::FILE* err_;  // guarded by mu_
   bool out_closed_ = false;  // guarded by mu_

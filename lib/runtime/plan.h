@@ -55,6 +55,8 @@ class Plan {
   /// running; nullopt when nothing is ready.
   std::optional<TaskIndex> find_work();
   bool has_ready() const { return !ready_.empty(); }
+  /// Tasks whose inputs are there and that wait for a worker.
+  size_t ready_count() const { return ready_.size(); }
 
   /// Records success. For a foreach task, `num_splits` is the width it produced (0 allowed:
   /// the body is skipped and the join runs with no inputs). Creates children made ready.

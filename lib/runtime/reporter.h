@@ -49,6 +49,9 @@ class Reporter : public exec::OutputSink {
                              int retry_in_seconds) = 0;
   virtual void task_reused(const std::string& run_id, const std::string& step,
                            const std::string& task_id, const std::string& from) = 0;
+  /// How many tasks wait to start (ready, waiting for resources or for a retry delay);
+  /// reported once per scheduling round, for the live status line.
+  virtual void tasks_queued(size_t /*count*/) {}
   /// A notice from the runtime (why a step re-runs on resume, a warning).
   virtual void note(const std::string& text) = 0;
   virtual void run_finished(const RunSummary& summary) = 0;

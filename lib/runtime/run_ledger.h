@@ -88,6 +88,9 @@ class FanoutReporter : public Reporter {
                    const std::string& task_id, const std::string& from) override {
     for (auto* r : to_) r->task_reused(run_id, step, task_id, from);
   }
+  void tasks_queued(size_t count) override {
+    for (auto* r : to_) r->tasks_queued(count);
+  }
   void note(const std::string& text) override {
     for (auto* r : to_) r->note(text);
   }

@@ -137,6 +137,11 @@ RunSummary Scheduler::run() {
     finish_retry_delays(SysClock::now());
     if (!stopping_) start_ready_tasks();
     if (!plan_.more_to_do()) break;
+    {
+      size_t retrying = 0;
+      for (const auto& [key, a] : active_) retrying += a->retry_at.has_value();
+      reporter_.tasks_queued(stopping_ ? 0 : plan_.ready_count() + waiting_for_resources_.size() + retrying);
+    }
 
     std::optional<SysClock::time_point> deadline;
     for (const auto& [key, a] : active_) {
