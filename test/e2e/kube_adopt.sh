@@ -60,9 +60,13 @@ test "$adopted" -ge 1 || { cat err.2; exit 1; }
 # Every body split was either reused (its outcome recorded before the kill) or adopted.
 reused=$(grep -c "\[2/body/.*reused" err.2 || true)
 test $((adopted + reused)) = 16 || { echo "adopted $adopted + reused $reused != 16" >&2; cat err.2; exit 1; }
-contains err.2 "body/15: adopted Job"
-# The adopted attempt's log is in the new run's task log.
-grep -rq "split 15 done" .mflow/runs/2 || { echo "the log of body/15 is not in run 2" >&2; exit 1; }
+# The adopted attempt's log is in the new run's task log. Which splits were adopted depends
+# on how far run 1 got before the kill (on a loaded machine even the 4 s ones may have been
+# recorded), so the check takes the first adopted one.
+first=$(sed -n 's/.*mflow: body\/\([0-9]*\): adopted Job .*/\1/p' err.2 | head -1)
+test -n "$first" || { cat err.2; exit 1; }
+grep -rq "split $first done" .mflow/runs/2/tasks/body/"$first" ||
+  { echo "the log of body/$first is not in run 2" >&2; exit 1; }
 # Adopted Jobs are deleted once their outcome is taken: none can be adopted twice.
 for job in $(sed -n 's/.*adopted Job \(mflow-[a-z0-9-]*\) of run 1.*/\1/p' err.2); do
   not kubectl --kubeconfig "$KUBECONFIG" get job "$job" -o name 2>/dev/null
