@@ -11,6 +11,7 @@ packages="
   python3 python3-yaml openssl procps time parallel
   python3-botocore python3-boto3 awscli chromium
   python3-jsonschema libxml2-utils
+  nodejs npm
 "
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -23,3 +24,7 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -q
 # shellcheck disable=SC2086 # word splitting of the package list is intended
 $SUDO apt-get install -y -q --no-install-recommends $packages
+
+# The S3 tests' server (s3rver, pinned by test/support/s3/package-lock.json) from the npm
+# registry into test/support/s3/node_modules.
+npm ci --no-audit --no-fund --prefix "$(cd "$(dirname "$0")/.." && pwd)/test/support/s3"
