@@ -48,7 +48,7 @@ std::unique_ptr<Client> make_client(const S3Server& server, std::shared_ptr<Cred
 // Requires a Status (or a Result's status) to be ok, showing its message when it is not.
 #define REQUIRE_OK(expr)                        \
   do {                                          \
-    auto mflow_st_ = (expr);                    \
+    const auto& mflow_st_ = (expr);            \
     INFO(status_of(mflow_st_).message());       \
     REQUIRE(status_of(mflow_st_).ok());         \
   } while (0)
@@ -370,6 +370,36 @@ TEST_CASE("s3 client: a missing bucket and a bad endpoint are clear errors", "[s
   auto down = (*c)->get_object(kBucket, "k");
   CHECK(down.status().code() == base::StatusCode::kUnavailable);
   CHECK_THAT(down.status().message(), Contains("s3://mflow-test/k") && Contains("gave up after 2 attempts"));
+}
+
+}  // namespace
+}  // namespace mflow::s3
+
+namespace mflow::s3 {
+namespace {
+
+// The client's side of bench/s3_transfer.sh (hidden: not part of the suite). Uploads
+// (MFLOW_S3_BENCH_OP=put) or downloads (get, checking MFLOW_S3_BENCH_SHA256) the file
+// MFLOW_S3_BENCH_FILE as s3://bench/MFLOW_S3_BENCH_KEY at MFLOW_S3_BENCH_ENDPOINT.
+TEST_CASE("s3 client: one transfer for bench/s3_transfer.sh", "[.s3bench]") {
+  auto env = [](const char* name) {
+    const char* v = std::getenv(name);
+    if (v == nullptr) FAIL(name << " is not set (run bench/s3_transfer.sh)");
+    return std::string(v);
+  };
+  ConnectionSettings settings;
+  settings.endpoint = env("MFLOW_S3_BENCH_ENDPOINT");
+  settings.custom_endpoint = true;
+  settings.addressing = Addressing::kPath;
+  auto client = Client::create(settings, std::make_shared<StaticCredentials>(S3Server::credentials()));
+  REQUIRE_OK(client);
+  const std::string op = env("MFLOW_S3_BENCH_OP");
+  if (op == "put") {
+    REQUIRE_OK((*client)->put_file("bench", env("MFLOW_S3_BENCH_KEY"), env("MFLOW_S3_BENCH_FILE")));
+  } else {
+    REQUIRE_OK((*client)->get_file("bench", env("MFLOW_S3_BENCH_KEY"), env("MFLOW_S3_BENCH_FILE"),
+                                   env("MFLOW_S3_BENCH_SHA256")));
+  }
 }
 
 }  // namespace

@@ -231,8 +231,20 @@ class Handler(http.server.BaseHTTPRequestHandler):
         for k, v in resp_headers:
             if k.lower() not in ("connection", "transfer-encoding", "keep-alive"):
                 self.send_header(k, v)
+        has_length = any(k.lower() == "content-length" for k, _ in resp_headers)
+        if fault not in ("truncate", "corrupt", "corrupt-big") and has_length:
+            # Streamed through in pieces: a 1 GB download must not sit in the proxy's memory.
+            self.end_headers()
+            if self.command != "HEAD":
+                while True:
+                    chunk = resp.resp.read(1 << 20)
+                    if not chunk:
+                        break
+                    self.wfile.write(chunk)
+            resp.close()
+            return
         data = resp.read()
-        if not any(k.lower() == "content-length" for k, _ in resp_headers):
+        if not has_length:
             self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         if self.command == "HEAD":
