@@ -11,7 +11,6 @@ packages="
   python3 python3-yaml openssl procps time parallel
   python3-botocore python3-boto3 awscli chromium
   python3-jsonschema libxml2-utils
-  nodejs npm
 "
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -24,6 +23,14 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -q
 # shellcheck disable=SC2086 # word splitting of the package list is intended
 $SUDO apt-get install -y -q --no-install-recommends $packages
+
+# Node.js and npm run the S3 tests' server. Machines that already have them (the CI image
+# ships Node.js 20 from NodeSource, whose nodejs package provides npm and conflicts with
+# Debian's npm package) keep theirs; others get Debian's.
+if ! command -v npm > /dev/null 2>&1; then
+  # shellcheck disable=SC2086
+  $SUDO apt-get install -y -q --no-install-recommends nodejs npm
+fi
 
 # The S3 tests' server (s3rver, pinned by test/support/s3/package-lock.json) from the npm
 # registry into test/support/s3/node_modules.
