@@ -512,7 +512,7 @@ void KubeExecutor::watch_loop(Resource resource, std::string ns) {
     std::optional<kube::ApiError> stream_error;
     auto watched = api_.watch(
         resource, ns, selector_, rv,
-        [&](const kube::WatchEvent& e) {
+        [&](kube::WatchEvent& e) {
           if (e.type == WatchEventType::kError) {
             int code = at(e.object, "code").is_number_integer() ? at(e.object, "code").get<int>() : 0;
             const std::string& reason = str(e.object, "reason");
@@ -526,7 +526,7 @@ void KubeExecutor::watch_loop(Resource resource, std::string ns) {
           const std::string& object_rv = str(at(e.object, "metadata"), "resourceVersion");
           if (!object_rv.empty()) rv = object_rv;
           if (e.type != WatchEventType::kBookmark) {
-            handle_object(resource, e.type == WatchEventType::kDeleted, e.object);
+            handle_object(resource, e.type == WatchEventType::kDeleted, std::move(e.object));
           }
           return !stop_.load();
         },
@@ -553,22 +553,23 @@ void KubeExecutor::watch_loop(Resource resource, std::string ns) {
   }
 }
 
-void KubeExecutor::handle_object(Resource resource, bool deleted, const json& obj) {
+void KubeExecutor::handle_object(Resource resource, bool deleted, json obj) {
   std::vector<std::pair<std::string, std::string>> to_delete;
   {
     std::lock_guard lock(mu_);
-    const std::string& name = str(at(obj, "metadata"), "name");
+    // A copy: obj is moved into the attempt below.
+    const std::string name = str(at(obj, "metadata"), "name");
     std::string job = resource == Resource::kJobs ? name : owning_job(obj);
     auto it = attempts_.find(job);
     if (it == attempts_.end()) return;
     Attempt& a = *it->second;
     if (resource == Resource::kJobs) {
-      a.job = obj;
+      a.job = std::move(obj);
       a.job_seen = true;
       if (deleted) a.job_deleted = true;
     } else {
       auto& pod = a.pods[name];
-      pod.obj = obj;
+      pod.obj = std::move(obj);
       if (deleted) pod.deleted = true;
     }
     evaluate(it->second, options_.now(), &to_delete);

@@ -132,7 +132,7 @@ class KubeExecutor : public Executor {
 
   void ensure_watch(const std::string& ns);
   void watch_loop(kube::Resource resource, std::string ns);
-  void handle_object(kube::Resource resource, bool deleted, const nlohmann::json& obj);
+  void handle_object(kube::Resource resource, bool deleted, nlohmann::json obj);
   void handle_relist(kube::Resource resource, const std::string& ns, const nlohmann::json& items);
   void supervise();
   /// Applies the Job and pod state to `a`: starts log followers, applies the graces, and

@@ -78,11 +78,13 @@ class ApiClient {
                                      const std::string& label_selector) = 0;
   /// Streams watch events from `resource_version` (with bookmarks) until `on_event` returns
   /// false, `stop` becomes true, or the connection ends (then returns ok and the caller
-  /// re-watches from the last seen resourceVersion). Blocks the calling thread.
+  /// re-watches from the last seen resourceVersion). Blocks the calling thread. `on_event` may
+  /// move the event's object out (the client does not read it afterwards), which spares a copy
+  /// of every Job and Pod the watch delivers.
   virtual ApiResult<bool> watch(Resource resource, const std::string& ns,
                                 const std::string& label_selector,
                                 const std::string& resource_version,
-                                const std::function<bool(const WatchEvent&)>& on_event,
+                                const std::function<bool(WatchEvent&)>& on_event,
                                 const std::atomic<bool>& stop) = 0;
   /// Reads a pod's log. With `follow`, streams chunks to `on_chunk` until the container
   /// ends (then returns ok). Without `follow`, delivers the whole current log once.

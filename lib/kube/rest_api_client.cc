@@ -639,10 +639,36 @@ struct RestApiClient::Impl {
                         const std::function<bool(std::string_view)>& on_data) {
     auto buf = resp.body().streambuf();
     std::string chunk;
+    // Hands what is in the buffer to on_data; false when the stream is over (`end` says how).
+    // getn() on data already buffered completes inline (no thread hand-off), so only an
+    // empty buffer costs the getc() continuation below: a watch's burst of events, or a
+    // log's output that arrived together, is read in one go.
+    StreamEnd end = StreamEnd::kEof;
+    auto drain = [&](size_t avail) {
+      chunk.resize(avail);
+      size_t got = 0;
+      try {
+        got = buf.getn(reinterpret_cast<uint8_t*>(chunk.data()), avail).get();
+      } catch (const std::exception&) {
+        end = stop.load() ? StreamEnd::kStopped : StreamEnd::kDropped;
+        return false;
+      }
+      chunk.resize(got);
+      if (!on_data(chunk)) {
+        cts.cancel();
+        end = StreamEnd::kCallerDone;
+        return false;
+      }
+      return true;
+    };
     for (;;) {
       if (stop.load()) {
         cts.cancel();
         return StreamEnd::kStopped;
+      }
+      if (size_t avail = buf.in_avail(); avail > 0) {
+        if (!drain(avail)) return end;
+        continue;
       }
       auto next = buf.getc();
       auto ready = std::make_shared<std::promise<void>>();
@@ -672,19 +698,7 @@ struct RestApiClient::Impl {
       if (c == decltype(buf)::traits::eof()) return StreamEnd::kEof;
       // getc() peeks without consuming; everything that has arrived (at least that byte)
       // is read now without waiting.
-      size_t avail = std::max<size_t>(buf.in_avail(), 1);
-      chunk.resize(avail);
-      size_t got = 0;
-      try {
-        got = buf.getn(reinterpret_cast<uint8_t*>(chunk.data()), avail).get();
-      } catch (const std::exception&) {
-        return stop.load() ? StreamEnd::kStopped : StreamEnd::kDropped;
-      }
-      chunk.resize(got);
-      if (!on_data(chunk)) {
-        cts.cancel();
-        return StreamEnd::kCallerDone;
-      }
+      if (!drain(std::max<size_t>(buf.in_avail(), 1))) return end;
     }
   }
 };
@@ -833,7 +847,7 @@ ApiResult<ObjectList> RestApiClient::list(Resource resource, const std::string& 
 ApiResult<bool> RestApiClient::watch(Resource resource, const std::string& ns,
                                      const std::string& label_selector,
                                      const std::string& resource_version,
-                                     const std::function<bool(const WatchEvent&)>& on_event,
+                                     const std::function<bool(WatchEvent&)>& on_event,
                                      const std::atomic<bool>& stop) {
   ApiResult<bool> out;
   Call call;

@@ -85,7 +85,7 @@ class RestApiClient : public ApiClient {
   /// from the last resourceVersion seen); an error only when the watch could not start.
   ApiResult<bool> watch(Resource resource, const std::string& ns, const std::string& label_selector,
                         const std::string& resource_version,
-                        const std::function<bool(const WatchEvent&)>& on_event,
+                        const std::function<bool(WatchEvent&)>& on_event,
                         const std::atomic<bool>& stop) override;
   /// Returns value true when stopped by `stop`, false when the log ended.
   ApiResult<bool> read_pod_log(const std::string& ns, const std::string& pod, bool follow,

@@ -139,7 +139,7 @@ ApiResult<kube::ObjectList> FakeApiClient::list(Resource resource, const std::st
 ApiResult<bool> FakeApiClient::watch(Resource resource, const std::string& ns,
                                      const std::string& label_selector,
                                      const std::string& resource_version,
-                                     const std::function<bool(const kube::WatchEvent&)>& on_event,
+                                     const std::function<bool(kube::WatchEvent&)>& on_event,
                                      const std::atomic<bool>& stop) {
   ++stats_.watches;
   std::unique_lock lock(mu_);

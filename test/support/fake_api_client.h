@@ -36,7 +36,7 @@ class FakeApiClient : public kube::ApiClient {
   kube::ApiResult<bool> watch(kube::Resource resource, const std::string& ns,
                               const std::string& label_selector,
                               const std::string& resource_version,
-                              const std::function<bool(const kube::WatchEvent&)>& on_event,
+                              const std::function<bool(kube::WatchEvent&)>& on_event,
                               const std::atomic<bool>& stop) override;
   kube::ApiResult<bool> read_pod_log(const std::string& ns, const std::string& pod, bool follow,
                                      const std::function<void(std::string_view)>& on_chunk,
