@@ -127,10 +127,14 @@ Result<std::string> LocalObjectStore::get(const std::string& key) const {
   auto text = base::read_regular_file(p);
   if (text.ok()) return text;
   struct stat st;
-  if (::lstat(p.c_str(), &st) != 0 && missing(errno)) {
-    return Status::not_found(fmt::format("{}: no such file", p));
+  if (::lstat(p.c_str(), &st) != 0) {
+    if (missing(errno)) return Status::not_found(fmt::format("{}: no such file", p));
+    return text.status();
   }
-  return text.status();
+  // It exists now. A file published (link or rename, always whole) between the failed open
+  // and the lstat is read again: reporting the open's ENOENT as an I/O error made one of
+  // several concurrent first users of a datastore fail on FORMAT or ID.
+  return base::read_regular_file(p);
 }
 
 Status LocalObjectStore::put(const std::string& key, std::string_view bytes, PutMode mode,
@@ -250,10 +254,12 @@ Result<std::string> LocalObjectStore::get_range(const std::string& key, int64_t 
   auto fd = base::open_regular_file(p);
   if (!fd.ok()) {
     struct stat st;
-    if (::lstat(p.c_str(), &st) != 0 && missing(errno)) {
-      return Status::not_found(fmt::format("{}: no such file", p));
+    if (::lstat(p.c_str(), &st) != 0) {
+      if (missing(errno)) return Status::not_found(fmt::format("{}: no such file", p));
+      return fd.status();
     }
-    return fd.status();
+    fd = base::open_regular_file(p);  // created meanwhile (see get())
+    if (!fd.ok()) return fd.status();
   }
   std::string out;
   out.resize(static_cast<size_t>(std::max<int64_t>(max_bytes, 0)));
