@@ -5,11 +5,13 @@
 # mflow/aws (goal: <= 1, not slower), and mflow's peak RSS (goal: < 64 MB). Both downloads are
 # compared with the source byte for byte. mflow's side is the hidden test case
 # "[.s3bench]" of build/test/mflow_tests (the client has no command of its own yet).
-# Usage: bench/s3_transfer.sh [MIB]   (default 1024; MFLOW_TESTS=path/to/mflow_tests)
+# Usage: bench/s3_transfer.sh [MIB]   (default 1024; BENCH_QUICK=1: 64, as CI runs it;
+#        MFLOW_TESTS=path/to/mflow_tests)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 TESTS=${MFLOW_TESTS:-$root/build/test/mflow_tests}
-mib=${1:-1024}
+if [ "${BENCH_QUICK:-0}" = 1 ]; then default_mib=64; else default_mib=1024; fi
+mib=${1:-$default_mib}
 [ -x "$TESTS" ] || { echo "no test binary at $TESTS (build first, or set MFLOW_TESTS=...)" >&2; exit 2; }
 [[ "$mib" =~ ^[1-9][0-9]*$ ]] || { echo "MIB must be a positive integer, got '$mib'" >&2; exit 2; }
 command -v aws > /dev/null || { echo "needs the AWS CLI (awscli)" >&2; exit 2; }
